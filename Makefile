@@ -1,0 +1,49 @@
+# MooMarkets Ingest task runner. The two commands users need:
+#   make run    set up everything, start Airflow locally, run the example job group (make stop ends it)
+#   make test   run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run stop status test install bench constraints clean chromium
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m moomarkets.devstack up
+
+stop:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m moomarkets.devstack down; fi
+
+status: $(STAMP)
+	$(BIN)/python -m moomarkets.devstack status
+
+# Browser tests drive Debian's chromium (never a downloaded browser); install it when we can.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not installed and cannot install it here: browser tests will be skipped"; fi; }
+
+test: $(STAMP) chromium
+	$(BIN)/pytest -q --timeout=600 tests
+
+bench: $(STAMP)
+	$(BIN)/python bench/parse.py
+	$(BIN)/python bench/jquants_requests.py
+	$(BIN)/python bench/ratelimit.py
+
+constraints: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable | grep -v moomarkets > constraints.txt.new && mv constraints.txt.new constraints.txt
+
+clean: stop
+	rm -rf .local

@@ -1,0 +1,381 @@
+"""Airflow side effects shared by the CLI and the management UI.
+
+Pause state, manual runs, backfills, pool usage and credential checks, done with Airflow's own
+functions against its metadata DB (so they work wherever Airflow is configured: the api-server
+that hosts the UI, or a shell with the CLI). Airflow is imported lazily: importing this module
+costs nothing and the domain code stays Airflow-free.
+
+The config tables are the source of truth; these calls keep Airflow in step with them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from moomarkets.config.models import DataSource
+from moomarkets.errors import MooMarketsError
+
+log = logging.getLogger(__name__)
+
+
+class AirflowOpError(MooMarketsError):
+    """An Airflow action was refused (DAG not parsed, no runs in range, a backfill already running...)."""
+
+
+# -- DAG state ------------------------------------------------------------------------------
+@dataclass
+class DagState:
+    """What Airflow knows about one group's DAG. ``exists`` is False until the DAG is parsed."""
+
+    dag_id: str
+    exists: bool = False
+    is_paused: bool | None = None
+    is_stale: bool | None = None
+    has_import_errors: bool | None = None
+    next_run_after: datetime | None = None
+    timetable_description: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dag_id": self.dag_id,
+            "exists": self.exists,
+            "is_paused": self.is_paused,
+            "is_stale": self.is_stale,
+            "has_import_errors": self.has_import_errors,
+            "next_run_after": self.next_run_after.isoformat() if self.next_run_after else None,
+            "timetable_description": self.timetable_description,
+        }
+
+
+def dag_states(dag_ids: Iterable[str]) -> dict[str, DagState]:
+    """One DagState per id (``exists=False`` for DAGs Airflow has not parsed)."""
+    from sqlalchemy import select
+
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    ids = sorted(set(dag_ids))
+    out = {i: DagState(dag_id=i) for i in ids}
+    if not ids:
+        return out
+    with create_session() as session:
+        for dm in session.scalars(select(DagModel).where(DagModel.dag_id.in_(ids))):
+            out[dm.dag_id] = DagState(
+                dag_id=dm.dag_id,
+                exists=True,
+                is_paused=bool(dm.is_paused),
+                is_stale=bool(dm.is_stale),
+                has_import_errors=bool(dm.has_import_errors),
+                next_run_after=dm.next_dagrun_create_after,
+                timetable_description=dm.timetable_description,
+            )
+    return out
+
+
+def set_paused(dag_id: str, paused: bool) -> bool:
+    """Pause or unpause a DAG, as Airflow's own toggle does; False when the DAG is not parsed yet.
+
+    A group's DAG is created paused or not from ``is_enabled`` (``is_paused_upon_creation``), so
+    a DAG that does not exist yet will start in the right state anyway.
+    """
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        dm = session.get(DagModel, dag_id)
+        if dm is None:
+            return False
+        dm.is_paused = paused
+    return True
+
+
+# -- runs -----------------------------------------------------------------------------------
+def trigger_run(dag_id: str, *, user_name: str | None = None, note: str | None = None, from_ui: bool = True) -> str:
+    """Queue a manual run for the latest complete data interval (what "Trigger" does); returns its run id."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.exceptions import DagNotFound, DagRunAlreadyExists
+    from airflow.utils.types import DagRunTriggeredByType
+
+    now = datetime.now(dt_timezone.utc).replace(microsecond=0)
+    try:
+        run = trigger_dag(
+            dag_id,
+            triggered_by=DagRunTriggeredByType.UI if from_ui else DagRunTriggeredByType.CLI,
+            triggering_user_name=user_name,
+            # a logical date makes Airflow infer the data interval: the last complete one
+            logical_date=now,
+            run_after=now,
+            note=note,
+        )
+    except DagNotFound:
+        raise AirflowOpError(f"DAG {dag_id} is not parsed yet; try again in a minute") from None
+    except DagRunAlreadyExists:
+        raise AirflowOpError(f"a run of {dag_id} was just triggered; try again in a second") from None
+    except ValueError as exc:
+        raise AirflowOpError(str(exc)) from None
+    if run is None:
+        raise AirflowOpError(f"Airflow did not create a run for {dag_id}")
+    return run.run_id
+
+
+@dataclass
+class BackfillPlan:
+    """Runs a backfill would create: data intervals whose run time falls in the requested dates."""
+
+    dag_id: str
+    from_logical: datetime | None
+    to_logical: datetime | None
+    intervals: list[tuple[datetime, datetime]] = field(default_factory=list)
+    backfill_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dag_id": self.dag_id,
+            "backfill_id": self.backfill_id,
+            "runs": len(self.intervals),
+            "from_logical_date": self.from_logical.isoformat() if self.from_logical else None,
+            "to_logical_date": self.to_logical.isoformat() if self.to_logical else None,
+            "intervals": [{"start": s.isoformat(), "end": e.isoformat()} for s, e in self.intervals],
+        }
+
+
+def plan_backfill(dag_id: str, from_date: date, to_date: date, timezone: str) -> BackfillPlan:
+    """The runs whose data interval ends on a day in [from_date, to_date] (in ``timezone``).
+
+    A group's run loads the trading days that closed in its data interval, and that interval ends
+    when the run is scheduled, so "backfill the 3rd to the 7th" means the runs scheduled on those
+    days. Airflow selects backfill runs by logical date (the interval *start*), so the dates are
+    turned into the first and last logical dates with Airflow's own timetable of the DAG.
+    """
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.utils.session import create_session
+
+    if from_date > to_date:
+        raise AirflowOpError(f"from date {from_date} is after to date {to_date}")
+    tz = ZoneInfo(timezone)
+    start = datetime.combine(from_date, datetime.min.time(), tzinfo=tz)
+    end = datetime.combine(to_date + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+    with create_session() as session:
+        serdag = session.scalar(SerializedDagModel.latest_item_select_object(dag_id))
+        if serdag is None:
+            raise AirflowOpError(f"DAG {dag_id} is not parsed yet; try again in a minute")
+        dag = serdag.dag
+    if not dag.timetable.periodic:
+        raise AirflowOpError(f"DAG {dag_id} has no schedule (a misconfigured group?) and cannot be backfilled")
+    now = datetime.now(dt_timezone.utc)
+    intervals = []
+    # look back far enough for the interval that *ends* on from_date (a weekly cron: 7 days)
+    for info in dag.iter_dagrun_infos_between(start - timedelta(days=40), end):
+        di = info.data_interval
+        if di is None or not (start <= di.end < end):
+            continue
+        if di.end >= now:
+            break
+        intervals.append((di.start, di.end))
+    return BackfillPlan(
+        dag_id=dag_id,
+        from_logical=intervals[0][0] if intervals else None,
+        to_logical=intervals[-1][0] if intervals else None,
+        intervals=intervals,
+    )
+
+
+def create_backfill(
+    dag_id: str,
+    from_date: date,
+    to_date: date,
+    *,
+    timezone: str,
+    reprocess_behavior: str = "none",
+    max_active_runs: int = 1,
+    user_name: str | None = None,
+    dry_run: bool = False,
+) -> BackfillPlan:
+    """Create an Airflow backfill for the runs scheduled on ``from_date``..``to_date`` (see plan_backfill).
+
+    Uses Airflow's own ``_create_backfill`` (what ``airflow backfill create`` and the REST API call):
+    it only inserts queued runs; the scheduler runs them, and not while the DAG is paused.
+    ``reprocess_behavior``: ``none`` skips intervals that already ran, ``failed`` redoes failed
+    ones, ``completed`` redoes all.
+    """
+    from airflow.exceptions import DagNotFound
+    from airflow.models.backfill import (
+        AlreadyRunningBackfill,
+        DagNonPeriodicScheduleException,
+        InvalidBackfillDate,
+        InvalidBackfillDateRange,
+        NoBackfillRunsToCreate,
+        ReprocessBehavior,
+        _create_backfill,
+    )
+
+    try:
+        behavior = ReprocessBehavior(reprocess_behavior)
+    except ValueError:
+        raise AirflowOpError(
+            f"reprocess behavior must be one of none, failed, completed; got {reprocess_behavior!r}"
+        ) from None
+    if not 1 <= int(max_active_runs) <= 32:
+        raise AirflowOpError(f"max active runs must be from 1 to 32, got {max_active_runs}")
+    plan = plan_backfill(dag_id, from_date, to_date, timezone)
+    if not plan.intervals:
+        raise AirflowOpError(
+            f"no completed runs of {dag_id} are scheduled between {from_date} and {to_date} ({timezone})"
+        )
+    if dry_run:
+        return plan
+    try:
+        backfill = _create_backfill(
+            dag_id=dag_id,
+            from_date=plan.from_logical,
+            to_date=plan.to_logical,
+            max_active_runs=int(max_active_runs),
+            reverse=False,
+            dag_run_conf=None,
+            triggering_user_name=user_name,
+            reprocess_behavior=behavior,
+            run_on_latest_version=True,
+        )
+    except AlreadyRunningBackfill:
+        raise AirflowOpError(f"a backfill of {dag_id} is already running; wait for it or cancel it in Airflow") from None
+    except (DagNotFound, DagNonPeriodicScheduleException, InvalidBackfillDate, InvalidBackfillDateRange,
+            NoBackfillRunsToCreate) as exc:
+        raise AirflowOpError(str(exc)) from None
+    plan.backfill_id = backfill.id
+    return plan
+
+
+# -- pools ----------------------------------------------------------------------------------
+@dataclass
+class PoolUsage:
+    name: str
+    exists: bool
+    slots: int | None = None
+    running: int = 0
+    queued: int = 0
+    open: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def pool_usage(names: Iterable[str]) -> dict[str, PoolUsage]:
+    """Slots and current use of the named pools (``exists=False`` for a pool not created yet)."""
+    from airflow.models.pool import Pool
+
+    stats = Pool.slots_stats()
+    out = {}
+    for name in names:
+        s = stats.get(name)
+        if s is None:
+            out[name] = PoolUsage(name=name, exists=False)
+            continue
+        total, free = s["total"], s["open"]
+        out[name] = PoolUsage(
+            name=name,
+            exists=True,
+            slots=None if total == float("inf") else int(total),
+            running=int(s["running"]),
+            queued=int(s["queued"]),
+            open=None if free == float("inf") else int(free),
+        )
+    return out
+
+
+# -- credentials ----------------------------------------------------------------------------
+@dataclass
+class CredentialCheck:
+    """Result of one ``validate_credentials`` call. ``ok`` is None when it could not be decided."""
+
+    ok: bool | None
+    message: str
+    checked_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "message": self.message,
+            "checked_at": datetime.fromtimestamp(self.checked_at).astimezone().isoformat(timespec="seconds"),
+        }
+
+
+_CHECKS: dict[tuple, CredentialCheck] = {}
+_CHECKS_LOCK = threading.Lock()
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="moomarkets-credcheck")
+
+
+def _connection_exists(conn_id: str) -> bool | None:
+    """Whether Airflow has the connection (None when that cannot be told)."""
+    from airflow.sdk import Connection
+
+    try:
+        Connection.get(conn_id)
+    except Exception as exc:  # noqa: BLE001
+        return False if type(exc).__name__ in ("AirflowNotFoundException", "AirflowRuntimeError") else None
+    return True
+
+
+def _check_now(src: DataSource) -> CredentialCheck:
+    from moomarkets.errors import AuthError, PlanNotCoveredError
+    from moomarkets.factory import _credentials  # the exact translation the tasks use
+    from moomarkets.sources.registry import get_source_class
+
+    exists = _connection_exists(src.conn_id)
+    missing = f"Airflow connection {src.conn_id!r} does not exist"
+    try:
+        creds = _credentials(src.conn_id)
+    except Exception as exc:  # noqa: BLE001
+        return CredentialCheck(None, f"could not read Airflow connection {src.conn_id!r} ({type(exc).__name__})")
+    secret = creds.secret
+
+    def clean(text: str) -> str:
+        return text.replace(secret, "***") if secret else text
+
+    try:
+        get_source_class(src.kind)(src.code, src.config, creds).validate_credentials()
+    except AuthError as exc:
+        prefix = f"{missing}; " if exists is False else ""
+        return CredentialCheck(False, clean(f"{prefix}credentials rejected: {exc}"))
+    except PlanNotCoveredError as exc:
+        return CredentialCheck(False, clean(f"the plan does not cover this data: {exc}"))
+    except Exception as exc:  # noqa: BLE001 - network trouble: undecided, not "bad key"
+        prefix = f"{missing}; " if exists is False else ""
+        return CredentialCheck(None, clean(f"{prefix}could not reach the API: {type(exc).__name__}: {exc}")[:300])
+    if exists is False:
+        return CredentialCheck(True, f"valid without credentials ({missing}; this source needs no key)")
+    return CredentialCheck(True, "credentials are valid")
+
+
+def check_credentials(src: DataSource, *, timeout: float = 10.0, max_age: float = 300.0, force: bool = False) -> CredentialCheck:
+    """Validate a source's credentials with one cheap API call; cached ``max_age`` seconds per process.
+
+    The secret is read from the Airflow Connection here and never leaves this function: the
+    message is scrubbed of it.
+    """
+    key = (src.code, src.kind, src.conn_id, repr(sorted(src.config.items(), key=str)))
+    with _CHECKS_LOCK:
+        cached = _CHECKS.get(key)
+    if cached and not force and time.time() - cached.checked_at < max_age:
+        return cached
+    future = _POOL.submit(_check_now, src)
+    try:
+        result = future.result(timeout=timeout)
+    except FutureTimeout:
+        result = CredentialCheck(None, f"no answer from the API within {timeout:.0f} s")
+    with _CHECKS_LOCK:
+        _CHECKS[key] = result
+    return result
+
+
+def clear_credential_cache() -> None:
+    with _CHECKS_LOCK:
+        _CHECKS.clear()

@@ -1,0 +1,250 @@
+"""Read and write the config tables. Every write validates first and is all-or-nothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+
+from moomarkets.config.models import DataSource, GroupSpec, JobGroup
+from moomarkets.config.validate import validate_group, validate_source
+from moomarkets.errors import ConfigError, NotFoundError
+
+_SOURCE_COLS = "code, name, description, kind, conn_id, is_active, config"
+_GROUP_SELECT = """
+    SELECT g.name, g.description, s.code AS data_source, g.dataset, g.schedule, g.timezone,
+           g.parameters, g.is_enabled
+      FROM job_groups g JOIN data_sources s ON s.id = g.data_source_id
+"""
+
+
+def _source(row: dict[str, Any]) -> DataSource:
+    return DataSource(**{k: row[k] for k in ("code", "name", "description", "kind", "conn_id", "is_active", "config")})
+
+
+def _group(row: dict[str, Any]) -> JobGroup:
+    return JobGroup(
+        **{
+            k: row[k]
+            for k in ("name", "description", "data_source", "dataset", "schedule", "timezone", "parameters", "is_enabled")
+        }
+    )
+
+
+# -- data sources ------------------------------------------------------------------------
+def list_sources(conn: psycopg.Connection) -> list[DataSource]:
+    return [_source(r) for r in conn.execute(f"SELECT {_SOURCE_COLS} FROM data_sources ORDER BY code")]
+
+
+def get_source(conn: psycopg.Connection, code: str) -> DataSource:
+    row = conn.execute(f"SELECT {_SOURCE_COLS} FROM data_sources WHERE code = %s", (code,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no data source {code!r}")
+    return _source(row)
+
+
+def find_source(conn: psycopg.Connection, code: str) -> DataSource | None:
+    try:
+        return get_source(conn, code)
+    except NotFoundError:
+        return None
+
+
+def add_source(conn: psycopg.Connection, src: DataSource) -> DataSource:
+    src = validate_source(src)
+    if find_source(conn, src.code):
+        raise ConfigError(f"data source {src.code!r} already exists", field="code")
+    conn.execute(
+        "INSERT INTO data_sources (code, name, description, kind, conn_id, is_active, config)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (src.code, src.name, src.description, src.kind, src.conn_id, src.is_active, json.dumps(src.config)),
+    )
+    return src
+
+
+def update_source(conn: psycopg.Connection, code: str, **changes: Any) -> DataSource:
+    current = get_source(conn, code)
+    if "code" in changes and changes["code"] != code:
+        raise ConfigError("a data source's code cannot be changed (job groups refer to it)", field="code")
+    new = validate_source(replace(current, **changes))
+    conn.execute(
+        "UPDATE data_sources SET name=%s, description=%s, kind=%s, conn_id=%s, is_active=%s, config=%s,"
+        " updated_at=now() WHERE code=%s",
+        (new.name, new.description, new.kind, new.conn_id, new.is_active, json.dumps(new.config), code),
+    )
+    return new
+
+
+def remove_source(conn: psycopg.Connection, code: str) -> None:
+    get_source(conn, code)
+    users = [
+        r["name"]
+        for r in conn.execute(
+            "SELECT g.name FROM job_groups g JOIN data_sources s ON s.id = g.data_source_id"
+            " WHERE s.code = %s ORDER BY g.name",
+            (code,),
+        )
+    ]
+    if users:
+        raise ConfigError(f"data source {code!r} is used by job groups: {', '.join(users)}")
+    conn.execute("DELETE FROM data_sources WHERE code = %s", (code,))
+
+
+# -- job groups --------------------------------------------------------------------------
+def list_groups(conn: psycopg.Connection) -> list[JobGroup]:
+    return [_group(r) for r in conn.execute(_GROUP_SELECT + " ORDER BY g.name")]
+
+
+def get_group(conn: psycopg.Connection, name: str) -> JobGroup:
+    row = conn.execute(_GROUP_SELECT + " WHERE g.name = %s", (name,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no job group {name!r}")
+    return _group(row)
+
+
+def _source_id(conn: psycopg.Connection, code: str) -> int:
+    row = conn.execute("SELECT id FROM data_sources WHERE code = %s", (code,)).fetchone()
+    if row is None:
+        raise ConfigError(f"unknown data source {code!r}", field="data_source")
+    return row["id"]
+
+
+def add_group(conn: psycopg.Connection, group: JobGroup) -> JobGroup:
+    group = validate_group(group, find_source(conn, str(group.data_source)))
+    if conn.execute("SELECT 1 FROM job_groups WHERE name = %s", (group.name,)).fetchone():
+        raise ConfigError(f"job group {group.name!r} already exists", field="name")
+    conn.execute(
+        "INSERT INTO job_groups (name, description, data_source_id, dataset, schedule, timezone, parameters,"
+        " is_enabled) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            group.name, group.description, _source_id(conn, group.data_source), group.dataset, group.schedule,
+            group.timezone, json.dumps(group.parameters), group.is_enabled,
+        ),
+    )
+    return group
+
+
+def update_group(conn: psycopg.Connection, name: str, **changes: Any) -> JobGroup:
+    current = get_group(conn, name)
+    if "name" in changes and changes["name"] != name:
+        raise ConfigError("a job group's name cannot be changed (it is the DAG id and keeps its history)", field="name")
+    candidate = replace(current, **changes)
+    new = validate_group(candidate, find_source(conn, str(candidate.data_source)))
+    conn.execute(
+        "UPDATE job_groups SET description=%s, data_source_id=%s, dataset=%s, schedule=%s, timezone=%s,"
+        " parameters=%s, is_enabled=%s, updated_at=now() WHERE name=%s",
+        (
+            new.description, _source_id(conn, new.data_source), new.dataset, new.schedule, new.timezone,
+            json.dumps(new.parameters), new.is_enabled, name,
+        ),
+    )
+    return new
+
+
+def remove_group(conn: psycopg.Connection, name: str) -> None:
+    get_group(conn, name)
+    conn.execute("DELETE FROM job_groups WHERE name = %s", (name,))
+
+
+# -- for the DAG factory -------------------------------------------------------------------
+def read_specs(conn: psycopg.Connection, only: str | None = None) -> list[GroupSpec]:
+    """Every group with its source, ordered by name (deterministic DAG building).
+
+    Groups whose source row is gone still come back (``source=None``) so the factory can show
+    the problem instead of silently dropping the DAG.
+    """
+    query = f"""
+        SELECT g.name, g.description, g.dataset, g.schedule, g.timezone, g.parameters, g.is_enabled,
+               s.code AS s_code, s.name AS s_name, s.description AS s_description, s.kind AS s_kind,
+               s.conn_id AS s_conn_id, s.is_active AS s_is_active, s.config AS s_config
+          FROM job_groups g LEFT JOIN data_sources s ON s.id = g.data_source_id
+          {"WHERE g.name = %s" if only else ""}
+         ORDER BY g.name
+    """
+    specs = []
+    for r in conn.execute(query, (only,) if only else ()):
+        source = None
+        if r["s_code"] is not None:
+            source = DataSource(
+                code=r["s_code"], name=r["s_name"], description=r["s_description"], kind=r["s_kind"],
+                conn_id=r["s_conn_id"], is_active=r["s_is_active"], config=r["s_config"],
+            )
+        group = JobGroup(
+            name=r["name"], description=r["description"], data_source=r["s_code"] or "?", dataset=r["dataset"],
+            schedule=r["schedule"], timezone=r["timezone"], parameters=r["parameters"], is_enabled=r["is_enabled"],
+        )
+        specs.append(GroupSpec(group=group, source=source))
+    return specs
+
+
+# -- backup / restore ---------------------------------------------------------------------
+def export_config(conn: psycopg.Connection) -> dict[str, Any]:
+    return {
+        "data_sources": [s.to_dict() for s in list_sources(conn)],
+        "job_groups": [g.to_dict() for g in list_groups(conn)],
+    }
+
+
+def _parse_items(data: Any, key: str, cls: type) -> list:
+    items = data.get(key) or []
+    if not isinstance(items, list):
+        raise ConfigError(f"{key!r} must be a list")
+    fields = set(cls.__dataclass_fields__)
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{key}[{i}] must be a mapping")
+        unknown = set(item) - fields
+        if unknown:
+            raise ConfigError(f"{key}[{i}]: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+        try:
+            out.append(cls(**item))
+        except TypeError as exc:
+            raise ConfigError(f"{key}[{i}]: {exc}") from None
+    return out
+
+
+def import_config(conn: psycopg.Connection, data: Any, *, replace_all: bool = False) -> dict[str, int]:
+    """Create or update every source and group in ``data``; all-or-nothing (one transaction).
+
+    With ``replace_all`` rows absent from ``data`` are removed, making the tables equal the file.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError("the file must be a mapping with data_sources and/or job_groups")
+    unknown = set(data) - {"data_sources", "job_groups"}
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s): {', '.join(sorted(map(str, unknown)))}")
+    sources = _parse_items(data, "data_sources", DataSource)
+    groups = _parse_items(data, "job_groups", JobGroup)
+    for label, names in (("data source", [s.code for s in sources]), ("job group", [g.name for g in groups])):
+        dupes = sorted({n for n in names if names.count(n) > 1}, key=str)
+        if dupes:
+            raise ConfigError(f"duplicate {label} in file: {', '.join(map(str, dupes))}")
+    counts = {"sources_created": 0, "sources_updated": 0, "groups_created": 0, "groups_updated": 0, "removed": 0}
+    with conn.transaction():
+        for src in sources:
+            if find_source(conn, str(src.code)):
+                update_source(conn, src.code, **{k: v for k, v in src.to_dict().items() if k != "code"})
+                counts["sources_updated"] += 1
+            else:
+                add_source(conn, src)
+                counts["sources_created"] += 1
+        existing = {g.name for g in list_groups(conn)}
+        for group in groups:
+            if group.name in existing:
+                update_group(conn, group.name, **{k: v for k, v in group.to_dict().items() if k != "name"})
+                counts["groups_updated"] += 1
+            else:
+                add_group(conn, group)
+                counts["groups_created"] += 1
+        if replace_all:
+            keep_groups = [g.name for g in groups]
+            cur = conn.execute("DELETE FROM job_groups WHERE NOT (name = ANY(%s))", (keep_groups,))
+            counts["removed"] += cur.rowcount
+            for src in list_sources(conn):
+                if src.code not in {s.code for s in sources}:
+                    remove_source(conn, src.code)
+                    counts["removed"] += 1
+    return counts

@@ -1,0 +1,217 @@
+"""The DAG factory: one Airflow DAG per job group (the Airflow-facing layer).
+
+Parse-time rules (Airflow best practices): the config read is bounded (seconds) and ordered, only
+the DAG a worker asks for is built (``get_parsing_context``), credentials are never read here, and
+when the config DB cannot be read the last-known-good snapshot stands in, so DAGs never vanish
+because the database blinked. A group that fails validation becomes a visible placeholder DAG
+with the reason instead of breaking the other groups.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, get_current_context, get_parsing_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import TriggerRule
+
+from moomarkets import runner, settings
+from moomarkets.config.models import GroupSpec
+from moomarkets.config.snapshot import load_specs
+from moomarkets.config.validate import validate_group
+from moomarkets.errors import ConfigError, SourceError
+from moomarkets.pools import pool_name
+from moomarkets.sources.base import Credentials, Interval
+from moomarkets.sources.registry import get_source_class
+
+log = logging.getLogger(__name__)
+
+OWNER = "moomarkets"
+START_DATE_YEAR = 2000
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": 3,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+    "execution_timeout": timedelta(hours=1),
+}
+
+
+def _doc_md(spec: GroupSpec) -> str:
+    g, s = spec.group, spec.source
+    params = "\n".join(f"- `{k}`: `{v}`" for k, v in sorted(g.parameters.items())) or "- (none)"
+    return (
+        f"## {g.name}\n\n{g.description or '(no description)'}\n\n"
+        f"| | |\n|---|---|\n| Source | `{s.code}` ({s.name}, kind `{s.kind}`, connection `{s.conn_id}`) |\n"
+        f"| Dataset | `{g.dataset}` |\n| Schedule | `{g.schedule}` ({g.timezone}), data intervals |\n"
+        f"| Pool | `{pool_name(s.code)}` |\n| Enabled | {g.is_enabled} |\n\n"
+        f"**Parameters**\n\n{params}\n\n"
+        "Each run loads the trading days whose close falls in its data interval; reruns and "
+        "backfills upsert, never duplicate. Managed by `moomarkets`; edit the group there, not here."
+    )
+
+
+def _credentials(conn_id: str) -> Credentials:
+    from airflow.sdk import Connection
+    from airflow.sdk.log import mask_secret
+
+    try:
+        conn = Connection.get(conn_id)
+    except Exception as exc:  # noqa: BLE001 - a keyless source (Yahoo) works without its connection
+        if type(exc).__name__ not in ("AirflowNotFoundException", "AirflowRuntimeError"):
+            raise
+        log.warning("connection %r is not defined; calling the source without credentials", conn_id)
+        return Credentials()
+    if conn.password:
+        mask_secret(conn.password)
+    host = conn.host or None
+    if host and conn.schema and "://" not in host:
+        host = f"{conn.schema}://{host}"
+    if host and conn.port and f":{conn.port}" not in host:
+        scheme, _, rest = host.partition("://")
+        hostpart, slash, path = rest.partition("/")
+        host = f"{scheme}://{hostpart}:{conn.port}{slash}{path}"
+    return Credentials(secret=conn.password or None, host=host, extra=conn.extra_dejson or {})
+
+
+def build_group_dag(spec: GroupSpec) -> DAG:
+    """The DAG of one valid job group. Raises ConfigError when the group is invalid."""
+    group = validate_group(spec.group, spec.source)
+    source = spec.source
+    assert source is not None
+    spec = GroupSpec(group=group, source=source)
+    dag_id = group.name
+    url_env = settings.database_url  # resolved when tasks run, not at parse time
+    get_source_class(source.kind)  # fail at parse time on an unknown kind
+
+    with DAG(
+        dag_id=dag_id,
+        description=(group.description or f"{source.code} {group.dataset}")[:200],
+        schedule=CronDataIntervalTimetable(group.schedule, timezone=group.timezone),
+        start_date=datetime(START_DATE_YEAR, 1, 1, tzinfo=_tz(group.timezone)),
+        catchup=False,
+        max_active_runs=1,
+        max_active_tasks=32,
+        dagrun_timeout=timedelta(hours=12),
+        default_args=DEFAULT_ARGS,
+        tags=["moomarkets", f"source:{source.code}", f"dataset:{group.dataset}"],
+        doc_md=_doc_md(spec),
+        is_paused_upon_creation=not group.is_enabled,
+    ) as dag:
+
+        @task(task_id="plan_units", retries=2, execution_timeout=timedelta(minutes=10))
+        def plan_units(**context: Any) -> list[dict[str, Any]]:
+            """Ask the source for the cheapest fetch units for this run's data interval."""
+            from airflow.sdk.configuration import conf
+
+            url = url_env()
+            interval = Interval(context["data_interval_start"], context["data_interval_end"])
+            ok, reason = runner.group_is_runnable(url, group.name)
+            if not ok:
+                runner.record_skipped(
+                    spec=spec, dag_id=dag_id, run_id=context["run_id"], url=url, reason=reason, interval=interval
+                )
+                raise AirflowSkipException(reason)
+            return runner.plan_units(
+                spec,
+                interval,
+                dag_id=dag_id,
+                run_id=context["run_id"],
+                url=url,
+                max_units=conf.getint("core", "max_map_length", fallback=1024),
+            )
+
+        @task(
+            task_id="fetch_and_load",
+            pool=pool_name(source.code),
+            map_index_template="{{ unit_key }}",
+            execution_timeout=timedelta(hours=1),
+        )
+        def fetch_and_load(unit: dict[str, Any], **context: Any) -> dict[str, Any]:
+            """Fetch one unit through the source's shared rate limit and upsert it in one transaction."""
+            get_current_context()["unit_key"] = unit["key"]  # shown as the map index in the UI
+            credentials = _credentials(source.conn_id)
+            try:
+                return runner.fetch_and_load(
+                    spec, unit, dag_id=dag_id, run_id=context["run_id"], credentials=credentials, url=url_env()
+                )
+            except (ConfigError, SourceError) as exc:
+                if isinstance(exc, ConfigError) or not exc.retryable:
+                    raise AirflowFailException(runner.scrub(str(exc), credentials.secret)) from None
+                raise
+
+        @task(task_id="record_run", trigger_rule=TriggerRule.ALL_DONE, retries=2)
+        def record_run(**context: Any) -> dict[str, Any]:
+            """Close the run record: per-unit rows and failures, the group's status."""
+            summary = runner.record_run(dag_id=dag_id, run_id=context["run_id"], url=url_env())
+            if summary["status"] == "skipped":
+                raise AirflowSkipException("run skipped: group disabled or source inactive")
+            if summary["status"] == "missing":
+                raise AirflowFailException("plan_units did not record this run; see its log")
+            if summary["units_failed"]:
+                raise AirflowFailException(
+                    f"{summary['units_failed']} of {summary['units_total']} unit(s) failed "
+                    f"({', '.join(summary['failed_units'][:10])}); {summary['rows_loaded']} rows loaded by the others"
+                )
+            return summary
+
+        units = plan_units()
+        loaded = fetch_and_load.expand(unit=units)
+        units >> loaded >> record_run()
+    return dag
+
+
+def build_placeholder_dag(name: str, reason: str) -> DAG:
+    """A paused, unscheduled DAG that shows why a group could not be built (keeps its history visible)."""
+    with DAG(
+        dag_id=name,
+        description=f"CONFIG ERROR: {reason}"[:200],
+        schedule=None,
+        start_date=datetime(START_DATE_YEAR, 1, 1, tzinfo=_tz("UTC")),
+        catchup=False,
+        tags=["moomarkets", "config-error"],
+        doc_md=f"## Job group `{name}` is misconfigured\n\n**{reason}**\n\nFix it with `moomarkets groups update {name} ...`"
+        f" (check with `moomarkets groups validate {name}`).",
+        is_paused_upon_creation=True,
+        default_args={"owner": OWNER, "retries": 0},
+    ) as dag:
+
+        @task(task_id="report_config_error")
+        def report_config_error() -> None:
+            """Fail with the configuration error (this DAG only exists to show it)."""
+            raise AirflowFailException(reason)
+
+        report_config_error()
+    return dag
+
+
+def _tz(name: str):
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
+def build_dags(namespace: dict[str, Any] | None = None) -> dict[str, DAG]:
+    """Build one DAG per job group (or only the one a worker asked for) into ``namespace``."""
+    only = get_parsing_context().dag_id
+    loaded = load_specs(only=only)
+    dags: dict[str, DAG] = {}
+    for spec in loaded.specs:
+        name = spec.group.name
+        try:
+            dag = build_group_dag(spec)
+        except Exception as exc:  # one bad group must never stop the others
+            reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            log.warning("moomarkets: job group %r is invalid and was not scheduled: %s", name, reason)
+            try:
+                dag = build_placeholder_dag(name, reason)
+            except Exception:  # noqa: BLE001 - e.g. a name Airflow rejects as a dag_id
+                log.exception("moomarkets: could not even build a placeholder for job group %r", name)
+                continue
+        dags[dag.dag_id] = dag
+    if namespace is not None:
+        namespace.update(dags)
+    return dags

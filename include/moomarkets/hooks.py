@@ -1,0 +1,77 @@
+"""Airflow hooks for the source connection types (the thin Airflow side of ``moomarkets.sources``).
+
+``test_connection`` backs the **Test** button in Airflow's connection form: one cheap call through
+the source's ``validate_credentials``, with a message that tells a bad key, a plan that does not
+cover the data and a network problem apart. Messages never contain the key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from moomarkets.errors import AuthError, MooMarketsError, PlanNotCoveredError
+from moomarkets.sources.base import Credentials
+
+
+class _SourceHook(BaseHook):
+    conn_name_attr = "conn_id"
+    source_kind: str
+
+    def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id or self.default_conn_name
+
+    def credentials(self) -> Credentials:
+        conn = self.get_connection(self.conn_id)
+        return Credentials(secret=conn.password or None, host=conn.host or None)
+
+    def get_source(self, config: dict[str, Any] | None = None):
+        from moomarkets.sources.registry import get_source_class
+
+        cls = get_source_class(self.source_kind)
+        return cls(self.source_kind, config or {}, self.credentials())
+
+    def test_connection(self) -> tuple[bool, str]:
+        source = self.get_source()
+        secret = source.credentials.secret
+        try:
+            source.validate_credentials()
+        except AuthError as exc:
+            return False, _clean(f"Credentials rejected: {exc}", secret)
+        except PlanNotCoveredError as exc:
+            return False, _clean(f"Key is valid but the plan does not cover this data: {exc}", secret)
+        except MooMarketsError as exc:
+            return False, _clean(f"Could not reach the API: {exc}", secret)
+        return True, f"{self.hook_name}: credentials are valid"
+
+
+def _clean(message: str, secret: str | None) -> str:
+    return message.replace(secret, "***") if secret else message
+
+
+class JQuantsHook(_SourceHook):
+    """J-Quants API v2: the API key is the connection's password; host optionally replaces the base URL."""
+
+    conn_name_attr = "jquants_conn_id"
+    default_conn_name = "jquants_default"
+    conn_type = "jquants"
+    hook_name = "J-Quants API v2"
+    source_kind = "jquants"
+
+    def __init__(self, jquants_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(conn_id=jquants_conn_id, **kwargs)
+
+
+class YahooFinanceHook(_SourceHook):
+    """Yahoo Finance has no key; the connection only carries an optional base URL."""
+
+    conn_name_attr = "yfinance_conn_id"
+    default_conn_name = "yfinance_default"
+    conn_type = "yfinance"
+    hook_name = "Yahoo Finance (yfinance)"
+    source_kind = "yfinance"
+
+    def __init__(self, yfinance_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(conn_id=yfinance_conn_id, **kwargs)

@@ -1,0 +1,1 @@
+"""Data sources: one class per API, registered by kind in ``moomarkets.sources.registry``."""

@@ -1,0 +1,1 @@
+"""J-Quants API v2: HTTP client (``client``), source (``source``) and a local fake server (``fake``)."""

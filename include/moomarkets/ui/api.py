@@ -1,0 +1,334 @@
+"""The JSON API under ``/api`` (documented at ``/openapi.json``), used by the pages' scripts.
+
+Every route depends on ``api_reader`` (401 without an Airflow login, 403 without DAG read
+access). Writes need DAG edit access, runs and backfills DAG-run create access; writes riding on
+the browser's session cookie need the ``X-CSRF-Token`` header (``GET /api/csrf``).
+Validation errors are 422 with FastAPI's usual shape: ``{"detail": [{"loc", "msg", "type"}]}``,
+``loc`` naming the field, exactly the checks of the CLI.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from moomarkets.errors import ConfigError, NotFoundError
+from moomarkets.ui import actions, queries
+from moomarkets.ui.auth import (
+    CSRF_HEADER,
+    Identity,
+    api_identity,
+    api_reader,
+    api_requires,
+    csrf_token,
+    is_allowed,
+    require_api,
+)
+
+router = APIRouter(dependencies=[Depends(api_reader)], tags=["moomarkets"])
+
+
+# -- models ---------------------------------------------------------------------------------
+class SourceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(examples=["jquants"])
+    name: str = Field(examples=["J-Quants"])
+    kind: str = Field(examples=["jquants"])
+    conn_id: str | None = Field(None, description="Airflow connection id; default `<kind>_default`")
+    description: str = ""
+    is_active: bool = True
+    config: dict[str, Any] = Field(default_factory=dict, examples=[{"plan": "light", "max_concurrency": 2}])
+
+
+class SourcePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    kind: str | None = None
+    conn_id: str | None = None
+    description: str | None = None
+    is_active: bool | None = None
+    config: dict[str, Any] | None = None
+
+
+class GroupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(examples=["jp_daily_quotes"])
+    data_source: str = Field(examples=["jquants"])
+    dataset: str = Field(examples=["daily_quotes"])
+    schedule: str = Field(examples=["0 19 * * 1-5"])
+    timezone: str = "UTC"
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict, examples=[{"universe": "all_listed"}])
+    is_enabled: bool = True
+
+
+class GroupPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data_source: str | None = None
+    dataset: str | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    is_enabled: bool | None = None
+
+
+class ActiveBody(BaseModel):
+    active: bool
+
+
+class EnabledBody(BaseModel):
+    enabled: bool
+
+
+class BackfillBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_date: date = Field(description="first day whose scheduled run to create (group's timezone)")
+    to_date: date = Field(description="last day, inclusive")
+    reprocess_behavior: Literal["none", "failed", "completed"] = "none"
+    max_active_runs: int = Field(1, ge=1, le=32)
+    dry_run: bool = False
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str
+    name: str
+    kind: str
+    conn_id: str
+    description: str
+    is_active: bool
+    config: dict[str, Any]
+    rate_limit: list[str]
+    pool: str
+    pool_slots: int | None
+    groups: list[str]
+    last_error: dict[str, Any] | None
+
+
+class Group(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    data_source: str
+    dataset: str
+    schedule: str
+    schedule_words: str
+    timezone: str
+    description: str
+    parameters: dict[str, Any]
+    is_enabled: bool
+    next_run: datetime | None
+    last_run_status: str | None
+    units_total: int | None
+    units_done: int | None
+    units_failed: int | None
+    rows_loaded: int | None
+    dag: dict[str, Any] | None = None
+
+
+class Changed(BaseModel):
+    ok: bool = True
+    value: dict[str, Any] | str | None = None
+    notes: list[str] = []
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _db(fn, *args, **kwargs):
+    from moomarkets.db import connect
+
+    try:
+        conn = connect(connect_timeout=5, statement_timeout_ms=20000, application_name="moomarkets-ui")
+    except Exception as exc:  # noqa: BLE001
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"warehouse unavailable: {first}") from None
+    try:
+        return fn(conn, *args, **kwargs)
+    except NotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, exc.reason) from None
+    except ConfigError as exc:
+        loc = ["body", *(exc.field.split(".") if exc.field else [])]
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, [{"loc": loc, "msg": exc.reason if exc.field else str(exc), "type": "config_error"}]
+        ) from None
+    finally:
+        conn.close()
+
+
+async def db(fn, *args, **kwargs):
+    return await run_in_threadpool(_db, fn, *args, **kwargs)
+
+
+def _with_dag(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from moomarkets import airflow_ops
+
+    try:
+        states = airflow_ops.dag_states([g["name"] for g in groups])
+    except Exception:  # noqa: BLE001
+        states = {}
+    for g in groups:
+        st = states.get(g["name"])
+        g["dag"] = st.to_dict() if st else None
+    return groups
+
+
+def _changed(outcome: actions.Outcome) -> Changed:
+    value = outcome.value
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    return Changed(value=value, notes=outcome.notes)
+
+
+# -- session --------------------------------------------------------------------------------
+@router.get("/csrf", summary="CSRF token for JSON writes made with the session cookie")
+async def get_csrf(ident: Identity = Depends(api_identity)) -> dict[str, Any]:
+    return {
+        "header": CSRF_HEADER,
+        "token": csrf_token(ident),
+        "user": ident.name,
+        "can_edit": is_allowed(ident, "edit"),
+        "can_run": is_allowed(ident, "run"),
+    }
+
+
+# -- data sources ---------------------------------------------------------------------------
+@router.get("/sources", summary="List data sources", response_model=list[Source])
+async def list_sources() -> list[dict[str, Any]]:
+    return await db(queries.list_sources)
+
+
+@router.get("/sources/{code}", summary="One data source", response_model=Source)
+async def get_source(code: str) -> dict[str, Any]:
+    return await db(queries.get_source, code)
+
+
+@router.get("/sources/{code}/pool", summary="The source's Airflow pool: slots and usage")
+async def source_pool(code: str) -> dict[str, Any]:
+    from moomarkets import airflow_ops
+
+    src = await db(queries.get_source, code)
+    usage = await run_in_threadpool(airflow_ops.pool_usage, [src["pool"]])
+    return usage[src["pool"]].to_dict()
+
+
+@router.get(
+    "/sources/{code}/credentials",
+    summary="Whether the source's Airflow connection has valid credentials (one cheap API call, cached 5 min)",
+)
+async def source_credentials(code: str, refresh: bool = False) -> dict[str, Any]:
+    from moomarkets import airflow_ops
+    from moomarkets.config import store
+
+    src = await db(store.get_source, code)
+    result = await run_in_threadpool(airflow_ops.check_credentials, src, force=refresh)
+    return {"code": code, "conn_id": src.conn_id, **result.to_dict()}
+
+
+@router.post("/sources", summary="Create a data source", status_code=201, response_model=Changed)
+async def create_source(body: SourceIn, ident: Identity = Depends(api_requires("edit"))) -> Changed:
+    return _changed(await db(actions.create_source, body.model_dump()))
+
+
+@router.patch("/sources/{code}", summary="Change a data source (its code cannot change)", response_model=Changed)
+async def update_source(code: str, body: SourcePatch, ident: Identity = Depends(api_requires("edit"))) -> Changed:
+    return _changed(await db(actions.update_source, code, body.model_dump(exclude_unset=True)))
+
+
+@router.put("/sources/{code}/active", summary="Activate or deactivate a data source", response_model=Changed)
+async def set_source_active(code: str, body: ActiveBody, ident: Identity = Depends(api_requires("edit"))) -> Changed:
+    return _changed(await db(actions.set_source_active, code, body.active))
+
+
+# -- job groups -----------------------------------------------------------------------------
+@router.get("/groups", summary="List job groups with status, progress and DAG state", response_model=list[Group])
+async def list_groups(ident: Identity = Depends(api_identity)) -> list[dict[str, Any]]:
+    groups = [g for g in await db(queries.list_groups) if is_allowed(ident, "read", g["name"])]
+    return await run_in_threadpool(_with_dag, groups)
+
+
+@router.get("/groups/{name}", summary="One job group", response_model=Group)
+async def get_group(name: str, ident: Identity = Depends(api_identity)) -> dict[str, Any]:
+    require_api(ident, "read", name)
+    group = await db(queries.get_group, name)
+    return (await run_in_threadpool(_with_dag, [group]))[0]
+
+
+@router.get("/groups/{name}/runs", summary="Recent runs of a group, each with its units")
+async def group_runs(name: str, ident: Identity = Depends(api_identity), limit: int = Query(15, ge=1, le=100)) -> list[dict[str, Any]]:
+    require_api(ident, "read", name)
+
+    def load(conn):
+        queries.get_group(conn, name)
+        return queries.group_runs(conn, name, limit=limit)
+
+    return await db(load)
+
+
+@router.post("/groups", summary="Create a job group (its DAG appears at the next parse)", status_code=201, response_model=Changed)
+async def create_group(body: GroupIn, ident: Identity = Depends(api_requires("edit"))) -> Changed:
+    require_api(ident, "edit", body.name)  # per-DAG rights for the new name
+    return _changed(await db(actions.create_group, body.model_dump()))
+
+
+@router.patch("/groups/{name}", summary="Change a job group (its name cannot change)", response_model=Changed)
+async def update_group(name: str, body: GroupPatch, ident: Identity = Depends(api_requires("edit"))) -> Changed:
+    return _changed(await db(actions.update_group, name, body.model_dump(exclude_unset=True)))
+
+
+@router.put("/groups/{name}/enabled", summary="Enable or disable a group (unpauses or pauses its DAG)", response_model=Changed)
+async def set_group_enabled(name: str, body: EnabledBody, ident: Identity = Depends(api_requires("edit"))) -> Changed:
+    return _changed(await db(actions.set_group_enabled, name, body.enabled))
+
+
+@router.post("/groups/{name}/runs", summary="Run now: queue a manual run for the latest complete interval",
+             status_code=201, response_model=Changed)
+async def trigger_group(name: str, ident: Identity = Depends(api_requires("run"))) -> Changed:
+    from moomarkets.airflow_ops import AirflowOpError
+
+    try:
+        return _changed(await db(actions.trigger, name, ident.name))
+    except AirflowOpError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+
+
+@router.post("/groups/{name}/backfills", summary="Backfill the runs scheduled on a date range",
+             status_code=201, response_model=Changed)
+async def backfill_group(name: str, body: BackfillBody, ident: Identity = Depends(api_requires("run"))) -> Changed:
+    from moomarkets.airflow_ops import AirflowOpError
+
+    try:
+        outcome = await db(
+            actions.backfill, name, from_date=body.from_date, to_date=body.to_date,
+            reprocess_behavior=body.reprocess_behavior, max_active_runs=body.max_active_runs,
+            user_name=ident.name, dry_run=body.dry_run,
+        )
+    except AirflowOpError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return _changed(outcome)
+
+
+# -- coverage -------------------------------------------------------------------------------
+@router.get("/coverage", summary="Rows per day against the trading calendar, and issues x days")
+async def coverage(
+    dataset: str,
+    source: str,
+    start: date | None = Query(None, description="default: the first loaded day (at most a year back)"),
+    end: date | None = Query(None, description="default: today"),
+    codes: str | None = Query(None, description="space or comma separated issue codes for the matrix"),
+) -> dict[str, Any]:
+    end = end or date.today()
+    if start is None:
+        start = (await db(queries.default_range, dataset, source, end))[0]
+    code_list = [c for c in (codes or "").replace(",", " ").split() if c] or None
+    try:
+        return await db(queries.coverage, dataset, source, start, end, code_list)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+
+
+@router.get("/kinds", summary="Source kinds, their datasets and defaults")
+async def kinds() -> list[dict[str, Any]]:
+    return queries.kinds()

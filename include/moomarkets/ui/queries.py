@@ -1,0 +1,310 @@
+"""Read models for the pages and the API: sources, groups, runs and coverage (warehouse side).
+
+Plain functions over a psycopg connection (dict rows); every value reaches SQL as a parameter,
+table names come from the fixed dataset registry and are quoted with ``psycopg.sql``. Nothing
+here reads a secret: sources carry only the *name* of their Airflow Connection.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from moomarkets.config import store
+from moomarkets.config.models import DataSource, JobGroup
+from moomarkets.datasets import DATASETS
+from moomarkets.pools import pool_name
+from moomarkets.sources.registry import get_source_class, source_kinds
+
+MAX_COVERAGE_DAYS = 731
+MAX_COVERAGE_CODES = 60
+
+
+def _kind_info(src: DataSource) -> dict[str, Any]:
+    try:
+        cls = get_source_class(src.kind)
+        return {"rate_limit": cls.rate_limit(src.config), "slots": cls.max_concurrency(src.config),
+                "datasets": list(cls.datasets)}
+    except Exception:  # noqa: BLE001 - an unknown kind must not break the list
+        return {"rate_limit": [], "slots": None, "datasets": []}
+
+
+def source_last_errors(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+    """The most recent failed or partial run of any group of each source (its error and when)."""
+    rows = conn.execute(
+        """
+        SELECT DISTINCT ON (s.code) s.code, r.group_name, r.run_id, r.status, r.error,
+               coalesce(r.finished_at, r.started_at) AS at
+          FROM runs r
+          JOIN job_groups g ON g.name = r.group_name
+          JOIN data_sources s ON s.id = g.data_source_id
+         WHERE r.status IN ('failed', 'partial') AND r.error IS NOT NULL
+         ORDER BY s.code, r.started_at DESC, r.id DESC
+        """
+    ).fetchall()
+    return {r["code"]: dict(r) for r in rows}
+
+
+def source_row(src: DataSource, last_error: dict[str, Any] | None, group_names: list[str]) -> dict[str, Any]:
+    info = _kind_info(src)
+    return {
+        **src.to_dict(),
+        "rate_limit": info["rate_limit"],
+        "pool": pool_name(src.code),
+        "pool_slots": info["slots"],
+        "datasets": info["datasets"],
+        "groups": group_names,
+        "last_error": last_error,
+    }
+
+
+def list_sources(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    errors = source_last_errors(conn)
+    groups: dict[str, list[str]] = {}
+    for g in store.list_groups(conn):
+        groups.setdefault(g.data_source, []).append(g.name)
+    return [source_row(s, errors.get(s.code), groups.get(s.code, [])) for s in store.list_sources(conn)]
+
+
+def get_source(conn: psycopg.Connection, code: str) -> dict[str, Any]:
+    src = store.get_source(conn, code)
+    groups = [g.name for g in store.list_groups(conn) if g.data_source == code]
+    return source_row(src, source_last_errors(conn).get(code), groups)
+
+
+def kinds() -> list[dict[str, Any]]:
+    """Source kinds with their datasets and defaults (for forms)."""
+    out = []
+    for kind in source_kinds():
+        cls = get_source_class(kind)
+        out.append({
+            "kind": kind,
+            "datasets": list(cls.datasets),
+            "default_conn_id": getattr(cls, "default_conn_id", f"{kind}_default"),
+            "default_rate_limit": cls.rate_limit({}),
+            "default_max_concurrency": cls.max_concurrency({}),
+        })
+    return out
+
+
+# -- groups ---------------------------------------------------------------------------------
+_STATUS_COLS = ("last_run_status", "last_run_id", "last_run_started_at", "last_run_finished_at", "units_total",
+                "units_done", "units_failed", "rows_loaded", "last_error")
+
+
+def schedule_in_words(schedule: str, timezone: str) -> str:
+    """The cron schedule as Airflow describes it (its own timetable class), with the timezone."""
+    try:
+        from airflow.timetables.interval import CronDataIntervalTimetable
+
+        text = CronDataIntervalTimetable(schedule, timezone=timezone).description
+    except Exception:  # noqa: BLE001 - keep the page up with the raw expression
+        text = schedule
+    return f"{text} ({timezone})"
+
+
+def next_run(schedule: str, timezone: str) -> datetime | None:
+    from moomarkets.config.validate import next_runs
+
+    try:
+        return next_runs(schedule, timezone, count=1)[0]
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def group_row(g: JobGroup, status: dict[str, Any] | None) -> dict[str, Any]:
+    st = status or {}
+    return {
+        **g.to_dict(),
+        "schedule_words": schedule_in_words(g.schedule, g.timezone),
+        "next_run": next_run(g.schedule, g.timezone),
+        **{c: st.get(c) for c in _STATUS_COLS},
+    }
+
+
+def list_groups(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    status = {r["name"]: r for r in conn.execute("SELECT * FROM job_group_status")}
+    return [group_row(g, status.get(g.name)) for g in store.list_groups(conn)]
+
+
+def get_group(conn: psycopg.Connection, name: str) -> dict[str, Any]:
+    g = store.get_group(conn, name)
+    status = conn.execute("SELECT * FROM job_group_status WHERE name = %s", (name,)).fetchone()
+    return group_row(g, status)
+
+
+def group_runs(conn: psycopg.Connection, name: str, limit: int = 15, units_per_run: int = 200) -> list[dict[str, Any]]:
+    """Recent runs of a group, newest first, each with its units (status, rows, duration, error)."""
+    runs = conn.execute(
+        """
+        SELECT id, run_id, status, data_interval_start, data_interval_end, units_total, units_done,
+               units_failed, rows_loaded, error, started_at, finished_at,
+               extract(epoch FROM coalesce(finished_at, now()) - started_at) AS seconds
+          FROM runs WHERE group_name = %s ORDER BY started_at DESC, id DESC LIMIT %s
+        """,
+        (name, limit),
+    ).fetchall()
+    if not runs:
+        return []
+    units = conn.execute(
+        """
+        SELECT run_pk, unit_key, status, rows, requests, attempts, error, started_at, finished_at,
+               extract(epoch FROM finished_at - started_at) AS seconds
+          FROM (SELECT u.*, row_number() OVER (PARTITION BY run_pk ORDER BY unit_key) AS n
+                  FROM run_units u WHERE run_pk = ANY(%s)) x
+         WHERE n <= %s ORDER BY run_pk, unit_key
+        """,
+        ([r["id"] for r in runs], units_per_run),
+    ).fetchall()
+    by_run: dict[int, list[dict[str, Any]]] = {}
+    for u in units:
+        by_run.setdefault(u["run_pk"], []).append(dict(u))
+    out = []
+    for r in runs:
+        item = dict(r)
+        item["units"] = by_run.get(r["id"], [])
+        item["seconds"] = float(r["seconds"]) if r["seconds"] is not None else None
+        for u in item["units"]:
+            u["seconds"] = float(u["seconds"]) if u["seconds"] is not None else None
+        out.append(item)
+    return out
+
+
+# -- coverage -------------------------------------------------------------------------------
+def date_column(dataset: str) -> str:
+    ds = DATASETS[dataset]
+    return "disclosed_date" if "disclosed_date" in ds.columns else "date"
+
+
+def coverage_options(conn: psycopg.Connection) -> list[dict[str, str]]:
+    """(dataset, source) pairs worth offering: every group's, plus whatever is loaded."""
+    pairs = {(g.dataset, g.data_source) for g in store.list_groups(conn)}
+    return [{"dataset": d, "source": s} for d, s in sorted(pairs)]
+
+
+def default_range(conn: psycopg.Connection, dataset: str, source: str, end: date | None = None) -> tuple[date, date]:
+    """From the first loaded day (at most a year back) to ``end`` (today); 90 days when nothing is loaded."""
+    end = end or date.today()
+    if dataset not in DATASETS:
+        return end - timedelta(days=90), end
+    row = conn.execute(
+        sql.SQL("SELECT min({d}) AS first FROM {t} WHERE source = %s AND {d} BETWEEN %s AND %s").format(
+            d=sql.Identifier(date_column(dataset)), t=sql.Identifier(DATASETS[dataset].table)
+        ),
+        (source, end - timedelta(days=365), end),
+    ).fetchone()
+    return (row["first"] if row and row["first"] else end - timedelta(days=90)), end
+
+
+def coverage(
+    conn: psycopg.Connection,
+    dataset: str,
+    source: str,
+    start: date,
+    end: date,
+    codes: list[str] | None = None,
+) -> dict[str, Any]:
+    """Rows per day against the trading calendar, and an issues x days matrix, for one dataset.
+
+    A business day is one the source's ``trading_calendar`` says trades (HolDiv 1 or 2); without
+    calendar rows, Monday to Friday. A business day with no rows is a gap; a day with fewer rows
+    than the median of the business days is "low".
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}")
+    if end < start:
+        raise ValueError("the end date is before the start date")
+    if (end - start).days + 1 > MAX_COVERAGE_DAYS:
+        raise ValueError(f"choose at most {MAX_COVERAGE_DAYS} days")
+    table = sql.Identifier(DATASETS[dataset].table)
+    dcol = sql.Identifier(date_column(dataset))
+    has_code = "code" in DATASETS[dataset].columns
+    counts = {
+        r["d"]: r["n"]
+        for r in conn.execute(
+            sql.SQL("SELECT {d} AS d, count(*) AS n FROM {t} WHERE source = %s AND {d} BETWEEN %s AND %s GROUP BY 1").format(
+                d=dcol, t=table
+            ),
+            (source, start, end),
+        )
+    }
+    cal = {
+        r["date"]: r["hol_div"]
+        for r in conn.execute(
+            "SELECT date, hol_div FROM trading_calendar WHERE source = %s AND date BETWEEN %s AND %s",
+            (source, start, end),
+        )
+    }
+    days = []
+    d = start
+    while d <= end:
+        if d in cal:
+            business, basis = cal[d] in (1, 2), "calendar"
+        else:
+            business, basis = d.weekday() < 5, "weekday"
+        days.append({"date": d, "rows": int(counts.get(d, 0)), "business": business, "basis": basis})
+        d += timedelta(days=1)
+    business_counts = sorted(x["rows"] for x in days if x["business"] and x["rows"])
+    typical = business_counts[len(business_counts) // 2] if business_counts else 0
+    for x in days:
+        if not x["business"]:
+            x["state"] = "closed" if not x["rows"] else "extra"
+        elif not x["rows"]:
+            # today's session may not have closed (or been loaded) yet: not a gap
+            x["state"] = "gap" if x["date"] < date.today() else "future"
+        elif typical and x["rows"] < 0.9 * typical:
+            x["state"] = "low"
+        else:
+            x["state"] = "ok"
+    result: dict[str, Any] = {
+        "dataset": dataset,
+        "source": source,
+        "start": start,
+        "end": end,
+        "days": days,
+        "typical_rows": typical,
+        "calendar_days": len(cal),
+        "gaps": [x["date"] for x in days if x["state"] == "gap"],
+        "low": [x["date"] for x in days if x["state"] == "low"],
+        "rows_total": sum(x["rows"] for x in days),
+        "matrix": None,
+    }
+    if has_code:
+        result["matrix"] = _issue_matrix(conn, table, dcol, source, start, end, days, codes)
+    return result
+
+
+def _issue_matrix(conn, table, dcol, source, start, end, days, codes) -> dict[str, Any]:
+    """Issues x business days: which issue has a row on which day (the first N issues, or ``codes``)."""
+    if codes:
+        chosen = list(dict.fromkeys(c.strip() for c in codes if c.strip()))[:MAX_COVERAGE_CODES]
+        truncated = len(codes) > MAX_COVERAGE_CODES
+    else:
+        found = conn.execute(
+            sql.SQL("SELECT DISTINCT code FROM {t} WHERE source = %s AND {d} BETWEEN %s AND %s ORDER BY code LIMIT %s").format(
+                t=table, d=dcol
+            ),
+            (source, start, end, MAX_COVERAGE_CODES + 1),
+        ).fetchall()
+        chosen = [r["code"] for r in found][:MAX_COVERAGE_CODES]
+        truncated = len(found) > MAX_COVERAGE_CODES
+    business = [x["date"] for x in days if x["business"]][-90:]  # keep the picture readable
+    present: set[tuple[str, date]] = set()
+    if chosen and business:
+        for r in conn.execute(
+            sql.SQL("SELECT code, {d} AS d FROM {t} WHERE source = %s AND code = ANY(%s) AND {d} = ANY(%s)").format(
+                t=table, d=dcol
+            ),
+            (source, chosen, business),
+        ):
+            present.add((r["code"], r["d"]))
+    return {
+        "codes": chosen,
+        "dates": business,
+        "truncated": truncated,
+        "cells": [[(c, d) in present for d in business] for c in chosen],
+        "missing": sum(1 for c in chosen for d in business if (c, d) not in present and d < date.today()),
+    }

@@ -1,0 +1,434 @@
+"""The Yahoo Finance source: validation, planning, and fetches replayed offline.
+
+Every fetch runs the real ``yf.download`` on the real (curl_cffi) session class; only the network
+is replaced, by ``moomarkets.sources.yfinance.replay`` serving ``tests/fixtures/yahoo/*.json``
+(Yahoo chart-API documents in the shape yfinance parses).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+import yfinance  # noqa: F401  (see below)
+
+from moomarkets.errors import ConfigError, RateLimitTimeout, RetryableSourceError
+from moomarkets.sources.base import Credentials, FetchUnit, Interval
+from moomarkets.sources.registry import get_source_class
+from moomarkets.sources.yfinance import source as yfsource
+from moomarkets.sources.yfinance.replay import YahooReplay, replaying, window_chart
+from moomarkets.sources.yfinance.session import TransportResponse, _cap_timeout, make_session
+from moomarkets.sources.yfinance.source import YFinanceSource, dates_for, market_of
+
+# yfinance is imported at collection, not first inside a test: on import it puts a "default" filter
+# for its DeprecationWarnings in front of pytest's, and yfinance 1.7 calls pandas APIs pandas 3 deprecates.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "yahoo"
+UTC = timezone.utc
+US_TICKERS = ["AAPL", "GOOGL", "MSFT"]
+
+
+def fx(*names: str) -> list[Path]:
+    return [FIXTURES / f"{n}.json" for n in names]
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def week() -> Interval:
+    """(Mon 2026-03-09 21:00Z, Fri 2026-03-13 21:00Z]: New York closes of Tue..Fri (20:00Z, EDT)."""
+    return Interval(utc(2026, 3, 9, 21), utc(2026, 3, 13, 21))
+
+
+def one_day(d: int) -> Interval:
+    """The New York session of 2026-03-d, as a daily run at 01:30 UTC the next morning sees it."""
+    return Interval(utc(2026, 3, d, 1, 30), utc(2026, 3, d + 1, 1, 30))
+
+
+class Recorder:
+    def __init__(self):
+        self.acquired = 0
+        self.throttles: list[float] = []
+        self.sleeps: list[float] = []
+
+    def acquire(self):
+        self.acquired += 1
+
+    def on_throttle(self, seconds: float):
+        self.throttles.append(seconds)
+
+
+@pytest.fixture
+def rec(monkeypatch) -> Recorder:
+    r = Recorder()
+    monkeypatch.setattr(yfsource, "sleep", r.sleeps.append)
+    return r
+
+
+def make(rec: Recorder, **config) -> YFinanceSource:
+    config.setdefault("throttle_backoff", 7)
+    return YFinanceSource("yahoo", config, Credentials(), acquire=rec.acquire, on_throttle=rec.on_throttle)
+
+
+def fetch(src: YFinanceSource, dataset: str, tickers: list[str], interval: Interval):
+    units = src.plan(dataset, {"tickers": tickers}, interval, max_units=64)
+    assert len(units) == 1, units
+    return src.fetch(dataset, units[0])
+
+
+def chart_of(fixture: str, symbol: str) -> dict:
+    doc = json.loads((FIXTURES / f"{fixture}.json").read_text())
+    for it in doc["interactions"]:
+        if it["request"]["url"].endswith("/" + symbol):
+            return it["response"]["json"]["chart"]["result"][0]
+    raise KeyError(symbol)
+
+
+def by(rows, code: str) -> dict[str, dict]:
+    return {r["date"]: r for r in rows if r["code"] == code}
+
+
+# -- config and parameters ---------------------------------------------------------------------
+def test_registered_with_conservative_defaults():
+    cls = get_source_class("yfinance")
+    assert cls is YFinanceSource
+    assert cls.datasets == ("daily_quotes", "corporate_actions")
+    assert cls.rate_limit({}) == ["1/second"]
+    assert cls.max_concurrency({}) == 1
+
+
+def test_parameters_are_upper_cased_deduplicated_and_sorted():
+    out = YFinanceSource.validate_parameters(
+        "daily_quotes", {"tickers": ["msft", " AAPL", "7203.t", "AAPL", "^GSPC", "USDJPY=X", "BRK-B"], "batch_size": 5}
+    )
+    assert out == {"tickers": ["7203.T", "AAPL", "BRK-B", "MSFT", "USDJPY=X", "^GSPC"], "batch_size": 5}
+
+
+@pytest.mark.parametrize(
+    "params, needle",
+    [
+        ({}, "non-empty list"),
+        ({"tickers": []}, "non-empty list"),
+        ({"tickers": "AAPL"}, "non-empty list"),
+        ({"tickers": ["AAPL", "BAD TICKER"]}, "not a Yahoo symbol"),
+        ({"tickers": ["A" * 21]}, "not a Yahoo symbol"),
+        ({"tickers": [7203]}, "not a Yahoo symbol"),
+        ({"tickers": ["US0378331005"]}, "looks like an ISIN"),
+        ({"tickers": ["AAPL"], "batch_size": 0}, "batch_size must be an integer from 1 to 500"),
+        ({"tickers": ["AAPL"], "universe": "all"}, "unknown parameter(s) universe"),
+    ],
+)
+def test_bad_parameters_are_rejected_with_the_field(params, needle):
+    with pytest.raises(ConfigError) as err:
+        YFinanceSource.validate_parameters("daily_quotes", params, subject="job group 'g'")
+    assert needle in str(err.value)
+    assert str(err.value).startswith("job group 'g': parameters")
+
+
+@pytest.mark.parametrize(
+    "config, needle",
+    [
+        ({"token": "x"}, "unknown setting(s) token"),
+        ({"batch_size": 1000}, "batch_size must be an integer from 1 to 500"),
+        ({"timeout": 0}, "timeout must be a number from 1 to 300"),
+        ({"throttle_retries": -1}, "throttle_retries must be an integer from 0 to 10"),
+        ({"throttle_backoff": "30s"}, "throttle_backoff must be a number"),
+    ],
+)
+def test_bad_config_is_rejected(config, needle):
+    with pytest.raises(ConfigError) as err:
+        YFinanceSource.validate_config(config)
+    assert needle in str(err.value)
+
+
+def test_good_config_passes_unchanged():
+    pytest.importorskip("moomarkets.ratelimit")  # the base class checks rate_limit/max_concurrency with it
+    with pytest.raises(ConfigError, match="max_concurrency must be an integer"):
+        YFinanceSource.validate_config({"max_concurrency": 0})
+    cfg = {"batch_size": 50, "timeout": 15, "throttle_retries": 3, "throttle_backoff": 60, "max_concurrency": 1}
+    assert YFinanceSource.validate_config(dict(cfg)) == cfg
+
+
+# -- planning --------------------------------------------------------------------------------
+def test_markets_from_suffixes():
+    assert market_of("AAPL").tz == "America/New_York"
+    assert market_of("BRK-B").tz == "America/New_York"
+    assert market_of("7203.T").tz == "Asia/Tokyo"
+    assert market_of("BHP.AX").tz == "Australia/Sydney"
+    for unknown in ("^GSPC", "USDJPY=X", "BTC-USD", "FOO.XX"):
+        assert market_of(unknown) is None
+
+
+def test_plan_batches_tickers_and_respects_max_units(rec):
+    src = make(rec, batch_size=20)
+    tickers = [f"T{i:03d}" for i in range(45)]
+    units = src.plan("daily_quotes", {"tickers": tickers}, week(), max_units=64)
+    assert [u.key for u in units] == ["tickers:T000..T019", "tickers:T020..T039", "tickers:T040..T044"]
+    assert all(u.kind == "tickers" and u.params["start"] == "2026-03-10" and u.params["end"] == "2026-03-13"
+               for u in units)
+    assert sum(len(u.params["tickers"]) for u in units) == 45
+    capped = src.plan("daily_quotes", {"tickers": tickers}, week(), max_units=2)
+    assert len(capped) == 2 and [len(u.params["tickers"]) for u in capped] == [23, 22]
+    single = src.plan("daily_quotes", {"tickers": ["AAPL"], "batch_size": 5}, week(), max_units=64)
+    assert [u.key for u in single] == ["ticker:AAPL"]
+    json.dumps([u.to_dict() for u in units])  # travels through XCom
+
+
+def test_plan_a_us_run_after_midnight_utc_loads_the_new_york_date(rec):
+    # 01:30 UTC on the 11th is 21:30 on the 10th in New York: the 10th's session is the one that closed.
+    units = make(rec).plan("daily_quotes", {"tickers": ["IBM"]}, one_day(10), max_units=8)
+    assert [(u.params["start"], u.params["end"]) for u in units] == [("2026-03-10", "2026-03-10")]
+
+
+def test_plan_skips_weekends_for_exchanges_but_not_for_24h_symbols(rec):
+    weekend = Interval(utc(2026, 3, 13, 21), utc(2026, 3, 15, 21))  # Sat and Sun closes only
+    src = make(rec)
+    assert src.plan("daily_quotes", {"tickers": ["AAPL", "7203.T"]}, weekend, max_units=8) == []
+    (unit,) = src.plan("daily_quotes", {"tickers": ["BTC-USD"]}, weekend, max_units=8)
+    assert unit.params["end"] == "2026-03-15"  # a Sunday: crypto trades every day
+
+
+def test_plan_mixed_markets_takes_the_widest_range():
+    # (Tue 07:00Z, Wed 07:00Z]: Tokyo's Wednesday close (06:30Z) and New York's Tuesday close (20:00Z)
+    interval = Interval(utc(2026, 3, 10, 7), utc(2026, 3, 11, 7))
+    assert dates_for(["7203.T"], interval) == [date(2026, 3, 11)]
+    assert dates_for(["AAPL"], interval) == [date(2026, 3, 10)]
+    assert dates_for(["AAPL", "7203.T"], interval) == [date(2026, 3, 10), date(2026, 3, 11)]
+
+
+# -- fetching, replayed ----------------------------------------------------------------------
+def test_normal_batch_loads_every_bar_with_explicit_adjustments(rec):
+    src = make(rec)
+    with replaying(*fx("normal_batch")) as replay:
+        result = fetch(src, "daily_quotes", US_TICKERS, week())
+    assert result.item_errors == {}
+    assert len(result.rows) == 3 * 4
+    aapl = by(result.rows, "AAPL")
+    assert sorted(aapl) == ["2026-03-10", "2026-03-11", "2026-03-12", "2026-03-13"]
+    chart = chart_of("normal_batch", "AAPL")
+    stamp = int(datetime(2026, 3, 10, 13, 30, tzinfo=UTC).timestamp())  # 09:30 New York (EDT)
+    i = chart["timestamp"].index(stamp)
+    quote = chart["indicators"]["quote"][0]
+    row = aapl["2026-03-10"]
+    assert row["source"] == "yahoo" and row["code"] == "AAPL"
+    assert row["close"] == round(quote["close"][i], 2)  # float32 noise removed at priceHint decimals
+    assert row["open"] == round(quote["open"][i], 2) and row["volume"] == quote["volume"][i]
+    assert row["adjustment_factor"] == 1.0 and row["adj_close"] == pytest.approx(row["close"], abs=1e-5)
+    assert row["upper_limit"] is None and row["lower_limit"] is None and row["turnover"] is None
+    # every request went through the shared limiter, and nothing unexpected was asked
+    assert result.requests == rec.acquired == len(replay.requests)
+    assert replay.unmatched == []
+    history = replay.chart_requests("AAPL")[-1]
+    assert history["interval"] == "1d" and history["events"] == "div,splits,capitalGains"
+
+
+def test_split_and_dividend(rec):
+    src = make(rec)
+    interval = Interval(utc(2026, 3, 11, 21), utc(2026, 3, 17, 21))  # New York closes of Mar 12..17
+    with replaying(*fx("split_dividend")):
+        quotes = fetch(src, "daily_quotes", ["KO", "NVDA"], interval)
+        actions = fetch(src, "corporate_actions", ["KO", "NVDA"], interval)
+    assert quotes.item_errors == {} and actions.item_errors == {}
+    assert sorted((a["code"], a["date"], a["action"], a["value"]) for a in actions.rows) == [
+        ("KO", "2026-03-13", "dividend", 0.53),
+        ("NVDA", "2026-03-16", "split", 4.0),
+    ]
+    ko = by(quotes.rows, "KO")
+    before = ko["2026-03-12"]  # last day before the ex-date: dividend-adjusted
+    assert before["adjustment_factor"] == pytest.approx(1 - 0.53 / before["close"], rel=1e-6)
+    assert before["adj_close"] == pytest.approx(before["close"] * before["adjustment_factor"], abs=1e-4)
+    assert before["adj_open"] == pytest.approx(before["open"] * before["adjustment_factor"], abs=1e-4)
+    assert ko["2026-03-13"]["adjustment_factor"] == 1.0
+    nvda = by(quotes.rows, "NVDA")
+    # Yahoo's closes are split-adjusted: no 4x jump across the split, and the factor ignores splits
+    assert 0.9 < nvda["2026-03-16"]["close"] / nvda["2026-03-13"]["close"] < 1.1
+    assert all(r["adjustment_factor"] == 1.0 for r in nvda.values())
+
+
+def test_delisted_ticker_is_a_failed_item_and_the_others_load(rec):
+    src = make(rec)
+    with replaying(*fx("delisted", "normal_batch")):
+        result = fetch(src, "daily_quotes", ["AAPL", "MSFT", "TWTR"], week())
+    assert result.item_errors == {
+        "TWTR": "unknown or delisted symbol (Yahoo: No data found, symbol may be delisted)"
+    }
+    assert {r["code"] for r in result.rows} == {"AAPL", "MSFT"} and len(result.rows) == 8
+
+
+def test_rate_limited_tickers_are_retried_after_a_backoff(rec):
+    src = make(rec)
+    with replaying(*fx("rate_limited", "normal_batch")) as replay:
+        result = fetch(src, "daily_quotes", US_TICKERS, week())
+    assert result.item_errors == {}
+    assert len(result.rows) == 12
+    assert rec.sleeps == [7.0]  # one backoff, then every ticker loaded
+    assert rec.throttles == [7.0]  # the whole source was slowed down when the 429 came
+    statuses = [c for c in replay.requests if "/v8/finance/chart/" in c[1]]
+    assert len(statuses) >= 4  # the blocked request + each ticker on the retry
+    assert result.requests == rec.acquired
+
+
+def test_lasting_rate_limit_is_reported_per_ticker_after_bounded_retries(rec):
+    src = make(rec, throttle_retries=2, throttle_backoff=5)
+    with replaying(*fx("rate_limited_blocked", "normal_batch")) as replay:
+        result = fetch(src, "daily_quotes", US_TICKERS, week())
+    assert result.rows == []
+    assert set(result.item_errors) == set(US_TICKERS)
+    assert all(v == "rate limited by Yahoo (HTTP 429) (after 3 attempts)" for v in result.item_errors.values())
+    assert rec.sleeps == [5.0, 10.0]
+    # the breaker stops each attempt at the first 429 instead of hammering a blocking Yahoo
+    assert len([r for r in replay.requests if "/v8/finance/chart/" in r[1]]) == 3
+
+
+def test_trading_gap_is_a_partial_failure_and_the_other_bars_load(rec):
+    src = make(rec)
+    with replaying(*fx("trading_gap", "normal_batch")):
+        result = fetch(src, "daily_quotes", ["AAPL", "INTC", "MSFT"], week())
+    assert result.item_errors == {
+        "INTC": "partial: no bar for 2026-03-11 while other America/New_York tickers traded (trading gap)"
+    }
+    assert sorted(by(result.rows, "INTC")) == ["2026-03-10", "2026-03-12", "2026-03-13"]
+    assert len(result.rows) == 4 + 3 + 4
+
+
+def test_no_trading_on_a_day_its_exchange_traded_is_a_failure(rec):
+    src = make(rec)
+    with replaying(*fx("trading_gap", "normal_batch")):
+        result = fetch(src, "daily_quotes", ["AAPL", "INTC"], one_day(11))
+    assert result.item_errors == {
+        "INTC": "no trading in the interval: no bar while other America/New_York tickers traded on 2026-03-11"
+                " (halted or suspended?)"
+    }
+    assert [r["code"] for r in result.rows] == ["AAPL"]
+
+
+def test_market_holiday_is_not_an_error(rec):
+    src = make(rec)
+    good_friday = Interval(utc(2026, 4, 3, 1, 30), utc(2026, 4, 4, 1, 30))
+    with replaying(*fx("normal_batch", "trading_gap")):
+        result = fetch(src, "daily_quotes", US_TICKERS, good_friday)
+        alone = fetch(src, "daily_quotes", ["AAPL"], good_friday)
+    assert result.rows == [] and result.item_errors == {}
+    assert alone.rows == [] and alone.item_errors == {}
+
+
+def test_timezone_edge_dates_are_the_exchange_local_dates(rec):
+    src = make(rec)
+    # ends 01:30 UTC on the 11th: New York's 10th (closed 20:00Z), Tokyo's and Sydney's 10th
+    with replaying(*fx("timezone_edge")):
+        result = fetch(src, "daily_quotes", ["7203.T", "BHP.AX", "IBM"], one_day(10))
+    assert result.item_errors == {}
+    assert sorted((r["code"], r["date"]) for r in result.rows) == [
+        ("7203.T", "2026-03-10"), ("BHP.AX", "2026-03-10"), ("IBM", "2026-03-10"),
+    ]
+    # the Sydney bar of the 10th is stamped 23:00Z on the 9th (10:00 AEDT)
+    chart = chart_of("timezone_edge", "BHP.AX")
+    i = chart["timestamp"].index(int(datetime(2026, 3, 9, 23, 0, tzinfo=UTC).timestamp()))
+    bhp = by(result.rows, "BHP.AX")["2026-03-10"]
+    assert bhp["close"] == round(chart["indicators"]["quote"][0]["close"][i], 2)
+
+
+def test_a_rate_limit_timeout_fails_the_unit_without_more_requests(monkeypatch):
+    calls = []
+
+    def acquire():
+        calls.append(1)
+        raise RateLimitTimeout("no token for source 'yahoo' within 60 s")
+
+    src = YFinanceSource("yahoo", {}, Credentials(), acquire=acquire)
+    with replaying(*fx("normal_batch")) as replay:
+        with pytest.raises(RateLimitTimeout):
+            fetch(src, "daily_quotes", US_TICKERS, week())
+    assert len(calls) == 1 and replay.requests == []
+
+
+def test_a_network_error_is_reported_per_ticker(rec):
+    def broken(method, url, params):
+        raise ConnectionError("connection reset by peer")
+
+    src = make(rec)
+    with replaying(YahooReplay([])) as replay:
+        from moomarkets.sources.yfinance import session as yfs
+
+        yfs.set_transport(broken)
+        try:
+            result = fetch(src, "daily_quotes", ["AAPL"], week())
+        finally:
+            yfs.set_transport(replay)
+    assert result.rows == []
+    assert result.item_errors["AAPL"].startswith("request failed: ConnectionError: connection reset by peer")
+
+
+def test_validate_credentials_makes_one_cheap_request(rec):
+    src = make(rec)
+    with replaying(*fx("normal_batch")) as replay:
+        src.validate_credentials()  # any HTTP answer but 429/5xx means Yahoo is reachable
+    assert len(replay.requests) == 1 and rec.acquired == 1
+    with replaying(*fx("rate_limited_blocked")):
+        with pytest.raises(RetryableSourceError, match="429"):
+            src.validate_credentials()
+
+
+def test_validate_credentials_unreachable(rec):
+    def down(method, url, params):
+        raise TimeoutError("timed out")
+
+    from moomarkets.sources.yfinance import session as yfs
+
+    yfs.set_transport(down)
+    try:
+        with pytest.raises(RetryableSourceError, match="unreachable"):
+            make(rec).validate_credentials()
+    finally:
+        yfs.set_transport(None)
+
+
+# -- session and replay pieces ---------------------------------------------------------------
+def test_session_is_a_type_yfinance_accepts_and_caps_timeouts():
+    from yfinance.data import YfData
+
+    for backend in ("curl_cffi", "requests"):
+        session = make_session(timeout=5, backend=backend)
+        YfData(session=session)  # raises for unsupported session types
+    assert _cap_timeout(30, 5) == 5 and _cap_timeout(None, 5) == 5 and _cap_timeout(2, 5) == 2
+    assert _cap_timeout((10, 60), 5) == (5, 5)
+
+
+def test_replay_windows_a_series_like_yahoo():
+    doc = {"chart": {"result": [chart_of("normal_batch", "AAPL")], "error": None}}
+    saturday = int(datetime(2026, 3, 14, 5, tzinfo=UTC).timestamp())
+    empty = window_chart(doc, {"period1": str(saturday), "period2": str(saturday + 86400), "interval": "1d"})
+    result = empty["chart"]["result"][0]
+    assert "timestamp" not in result and result["indicators"] == {"quote": [{}], "adjclose": [{}]}
+    assert result["meta"]["exchangeTimezoneName"] == "America/New_York"
+    last = window_chart(doc, {"range": "1d", "interval": "1d"})["chart"]["result"][0]
+    assert last["timestamp"] == doc["chart"]["result"][0]["timestamp"][-1:]
+    assert len(last["indicators"]["quote"][0]["close"]) == 1
+
+
+def test_transport_answers_become_native_responses():
+    session = make_session(timeout=5)
+    from moomarkets.sources.yfinance import session as yfs
+
+    yfs.set_transport(lambda m, u, p: TransportResponse(418, b'{"x": 1}'))
+    try:
+        r = session.get("https://query2.finance.yahoo.com/v8/finance/chart/AAPL", params={"range": "1d"})
+    finally:
+        yfs.set_transport(None)
+    assert type(r).__module__.startswith("curl_cffi") and r.status_code == 418 and r.json() == {"x": 1}
+    (call,) = session.moomarkets_log.charts
+    assert call.symbol == "AAPL" and call.probe and call.status == 418
+
+
+def test_fixtures_say_what_format_they_follow():
+    for path in FIXTURES.glob("*.json"):
+        doc = json.loads(path.read_text())
+        assert "yfinance" in doc["about"] and "parse_quotes" in doc["about"], path.name
+        assert doc["scenario"] and doc["interactions"], path.name
+
+
+def test_unit_from_dict_roundtrip(rec):
+    (unit,) = make(rec).plan("daily_quotes", {"tickers": ["AAPL"]}, week(), max_units=4)
+    assert FetchUnit.from_dict(json.loads(json.dumps(unit.to_dict()))) == unit
