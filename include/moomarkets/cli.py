@@ -77,15 +77,11 @@ def _airflow_set_paused(args, dag_id: str, paused: bool) -> None:
     if args.no_airflow:
         return
     try:
-        from airflow.models.dag import DagModel
-        from airflow.utils.session import create_session
+        from moomarkets import airflow_ops
 
-        with create_session() as session:
-            dm = session.get(DagModel, dag_id)
-            if dm is None:
-                print(f"note: DAG {dag_id} is not parsed yet; it will start {'paused' if paused else 'active'}")
-                return
-            dm.is_paused = paused
+        if not airflow_ops.set_paused(dag_id, paused):
+            print(f"note: DAG {dag_id} is not parsed yet; it will start {'paused' if paused else 'active'}")
+            return
         print(f"DAG {dag_id} {'paused' if paused else 'unpaused'} in Airflow")
     except Exception as exc:  # noqa: BLE001
         print(

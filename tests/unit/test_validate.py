@@ -37,6 +37,7 @@ def test_valid_group_is_normalized():
         ({"schedule": "@sometimes"}, "schedule", "unknown cron preset"),
         ({"timezone": "Mars/Olympus"}, "timezone", "unknown IANA timezone"),
         ({"name": "Bad Name"}, "name", "lower-case"),
+        ({"name": "new"}, "name", "reserved"),
         ({"name": "x'; DROP TABLE job_groups;--"}, "name", "lower-case"),
         ({"dataset": "tick_data"}, "dataset", "has no dataset 'tick_data'"),
         ({"parameters": {"universe": "all_listed", "tickers": ["7203"]}}, "parameters", "exactly one"),
@@ -68,6 +69,7 @@ def test_group_needs_existing_active_source():
     [
         ({"kind": "bloomberg"}, "unknown kind 'bloomberg'"),
         ({"code": "J-Quants"}, "lower-case"),
+        ({"code": "new"}, "reserved"),
         ({"conn_id": "bad conn id"}, "not a valid Airflow connection id"),
         ({"config": {"api_key": "abc"}}, "looks like a secret"),
         ({"config": {"rate_limit": "sixty/minute"}}, "sixty/minute"),

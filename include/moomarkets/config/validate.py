@@ -16,6 +16,8 @@ from moomarkets.errors import ConfigError
 
 SLUG_SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 SLUG_GROUP = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Names the management UI uses as path segments (/groups/new, /sources/new): never a slug.
+RESERVED_NAMES = frozenset({"new"})
 CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 SECRET_HINTS = ("key", "password", "secret", "token", "credential")
 MAX_TEXT = 2000
@@ -93,6 +95,8 @@ def validate_source(src: DataSource) -> DataSource:
             field="code",
             subject=subject,
         )
+    if code in RESERVED_NAMES:
+        raise ConfigError(f"{code!r} is reserved (the UI uses it as a page name)", field="code", subject=subject)
     name = _text(src.name, "name", subject, max_len=200)
     kind = _text(src.kind, "kind", subject, max_len=40)
     if kind not in source_kinds():
@@ -135,6 +139,8 @@ def validate_group(group: JobGroup, source: DataSource | None, *, require_active
             field="name",
             subject=subject,
         )
+    if name in RESERVED_NAMES:
+        raise ConfigError(f"{name!r} is reserved (the UI uses it as a page name)", field="name", subject=subject)
     if source is None:
         raise ConfigError(f"unknown data source {group.data_source!r}", field="data_source", subject=subject)
     if require_active and not source.is_active:
