@@ -24,23 +24,24 @@ server clock. On top of the bucket:
 - ``penalize(seconds)``: a 429 seen by any worker pauses the whole source for that long, shared in
   the small table ``rate_limit_penalties(source, blocked_until, reason, updated_at)`` (created
   here, idempotent, under an advisory lock; read in the same round trip as the server clock);
-- a jitter ``margin`` added to every window (2 % of the shortest window, 5..250 ms). A grant is
-  stamped a moment before its request reaches the API, and that delay varies: measured with
-  bench/ratelimit.py on 2 cores, grant-to-arrival delay was median 1.5-3.5 ms but max 15-22 ms
-  (1-4 processes). Without a margin an API that counts an exact sliding window saw 1-3 429s per
-  8 s run (limit 40/2s); with 20 ms once in 5 runs; with 40 ms (the default there) none in 8 runs.
-  Cost: the steady-state rate is ``window / (window + margin)`` of the limit at most (0.98 at 2 s,
-  0.996 at 1 minute);
+- a jitter ``margin`` added to every window (3 % of the shortest window, 50..250 ms, never more
+  than half the window: :func:`default_margin_ms`). A grant is stamped a moment before its request
+  reaches the API, and that delay varies: measured with bench/ratelimit.py on 2 cores,
+  grant-to-arrival delay was median 1.5-3.5 ms but max 15-22 ms (1-4 processes). Without a margin
+  an API that counts an exact sliding window saw 1-3 429s per 8 s run (limit 40/2s); with 20 ms
+  once in 5 runs; with 40 ms none in 8 runs; the default (60 ms at a 2 s window) adds headroom
+  for busier hosts. Cost: the steady-state rate is ``window / (window + margin)`` of the limit at
+  most (0.97 at 2 s, 0.996 at 1 minute);
 - the session ``TimeZone`` is pinned to UTC: pyrate's column is ``TIMESTAMP`` without zone, so
   workers with different ``PGTZ`` would otherwise read each other's stamps hours apart;
 - DB errors in acquire() (server restart, dropped connection) are retried until the deadline;
   housekeeping (deleting log rows older than the longest window, so pyrate's unfiltered COUNT scan
   stays small) runs on open and every 5 minutes per limiter.
 
-Measured (bench/ratelimit.py, 40/2s, 1/2/4 processes): achieved 0.977-0.979 of the limit, no 429s;
-an acquire() the rate does not block costs ~2 ms (p95 5 ms) alone, p95 ~30 ms with 4 processes
-acquiring back to back (NOWAIT retries). Connection use: one pool of at most 2 connections per
-limiter (1 when idle, 1 pool worker thread); ``close()`` releases them.
+Measured (bench/ratelimit.py, 40/2s, 60 ms margin, 1/2/4 processes): achieved 0.968-0.969 of the
+limit, no 429s; an acquire() the rate does not block costs ~1.2 ms (p95 2.6 ms) alone, mean 4 ms
+and p95 ~23 ms with 4 processes acquiring back to back (NOWAIT retries).
+Connection use: one pool of at most 2 connections per limiter (1 when idle, 1 pool worker thread); ``close()`` releases them.
 """
 
 from __future__ import annotations
