@@ -77,44 +77,6 @@ def prepare_environment(home: Path) -> None:
             "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
         }
     )
-    _ensure_provider_entry_point_importable()
-
-
-def _ensure_provider_entry_point_importable() -> None:
-    """Stand in for package modules that are referenced but missing (work in progress elsewhere).
-
-    pyproject registers ``moomarkets.provider:get_provider_info`` as an Airflow provider entry point:
-    without that module every ``import airflow`` dies in provider discovery. ``moomarkets.ratelimit``
-    is imported by source-config validation (``import_config``), never at DAG parse time. Only when a
-    module is missing, and only in this process, a minimal stand-in is registered (and announced).
-    """
-    import importlib.util
-    import types
-
-    def missing(name: str) -> bool:
-        try:
-            return importlib.util.find_spec(name) is None
-        except ImportError:
-            return True
-
-    if missing("moomarkets.provider"):
-        stub = types.ModuleType("moomarkets.provider")
-        stub.get_provider_info = lambda: {  # type: ignore[attr-defined]
-            "package-name": "moomarkets-ingest",
-            "name": "MooMarkets Ingest",
-            "description": "benchmark stand-in (moomarkets/provider.py is missing)",
-        }
-        sys.modules["moomarkets.provider"] = stub
-        print("NOTE: moomarkets.provider is missing (pyproject entry point); using an in-process stand-in.")
-    if missing("moomarkets.ratelimit"):
-        stub = types.ModuleType("moomarkets.ratelimit")
-
-        def parse_rates(spec):  # only reached when a source config has rate_limit (ours has none)
-            raise NotImplementedError("moomarkets.ratelimit is missing")
-
-        stub.parse_rates = parse_rates  # type: ignore[attr-defined]
-        sys.modules["moomarkets.ratelimit"] = stub
-        print("NOTE: moomarkets.ratelimit is missing (needed by import_config); using an in-process stand-in.")
 
 
 # -- config ---------------------------------------------------------------------------------------

@@ -340,8 +340,21 @@ def _check_now(src: DataSource) -> CredentialCheck:
     def clean(text: str) -> str:
         return text.replace(secret, "***") if secret else text
 
+    from moomarkets import settings
+    from moomarkets.errors import RateLimitTimeout
+    from moomarkets.ratelimit import SourceRateLimiter
+
+    cls = get_source_class(src.kind)
     try:
-        get_source_class(src.kind)(src.code, src.config, creds).validate_credentials()
+        # the check is a real request on the source's key: it waits its turn in the shared limit
+        limiter = SourceRateLimiter(src.code, cls.rate_limit(src.config), settings.database_url(), timeout=8.0)
+    except Exception as exc:  # noqa: BLE001
+        return CredentialCheck(None, f"not checked: the rate limiter is unavailable ({type(exc).__name__})")
+    try:
+        with limiter:
+            cls(src.code, src.config, creds, acquire=limiter.acquire, on_throttle=limiter.penalize).validate_credentials()
+    except RateLimitTimeout:
+        return CredentialCheck(None, "not checked yet: the source's rate limit is fully used by running tasks")
     except AuthError as exc:
         prefix = f"{missing}; " if exists is False else ""
         return CredentialCheck(False, clean(f"{prefix}credentials rejected: {exc}"))

@@ -286,8 +286,15 @@ def cmd_pools(args) -> int:
     with _connect(args) as conn:
         sources = store.list_sources(conn)
     if args.action == "sync":
-        args.no_airflow = False
-        _airflow_sync_pools(args, sources)
+        from moomarkets.pools import sync_pools
+
+        try:
+            done = sync_pools(sources)
+        except Exception as exc:  # noqa: BLE001 - Airflow's metadata DB unreachable or not migrated
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise CliError(f"could not sync pools in Airflow ({type(exc).__name__}: {first[:200]})") from None
+        for name, slots, action in done:
+            print(f"pool {name}: {slots} slot(s), {action}")
         return EXIT_OK
     problems = check_pools(sources)
     for p in problems:
@@ -297,10 +304,19 @@ def cmd_pools(args) -> int:
     return EXIT_ERROR if problems else EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one ``error:`` line (like every other error of this CLI), exit code 2.
+    Subcommand parsers inherit the class (argparse creates them with the parent's type)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"error: {self.prog}: {message} (see: {self.prog} --help)\n")
+        sys.exit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from moomarkets import settings
 
-    p = argparse.ArgumentParser(prog="moomarkets", description="MooMarkets Ingest: data sources and job groups")
+    p = _Parser(prog="moomarkets", description="MooMarkets Ingest: data sources and job groups")
     p.add_argument("--database-url", default=None, help="warehouse URL (default: $MOOMARKETS_DATABASE_URL)")
     p.add_argument("--no-airflow", action="store_true", help="do not touch Airflow (pools, pause state)")
     sub = p.add_subparsers(dest="command", required=True)

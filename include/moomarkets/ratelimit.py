@@ -81,12 +81,26 @@ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint,
        (SELECT extract(epoch FROM blocked_until - clock_timestamp())
           FROM rate_limit_penalties WHERE source = %s)
 """
+# A 429 while a pause is in force (workers that sent their requests before it) only keeps the
+# longest pause. A 429 soon after a pause ended (within the longest window) means the pause was too
+# short: the new one is at least twice the last one. Stamps use the server clock throughout.
 _PENALIZE = """
 INSERT INTO rate_limit_penalties (source, blocked_until, reason, updated_at)
-VALUES (%s, clock_timestamp() + make_interval(secs => %s), %s, now())
+VALUES (%(source)s, clock_timestamp() + make_interval(secs => %(secs)s), %(reason)s, clock_timestamp())
 ON CONFLICT (source) DO UPDATE
-   SET blocked_until = greatest(rate_limit_penalties.blocked_until, EXCLUDED.blocked_until),
-       reason = EXCLUDED.reason, updated_at = now()
+   SET blocked_until = greatest(
+           rate_limit_penalties.blocked_until,
+           clock_timestamp() + least(
+               make_interval(secs => %(max)s),
+               CASE WHEN rate_limit_penalties.blocked_until <= clock_timestamp()
+                     AND rate_limit_penalties.blocked_until > clock_timestamp() - make_interval(secs => %(recent)s)
+                    THEN greatest(make_interval(secs => %(secs)s),
+                                  2 * (rate_limit_penalties.blocked_until - rate_limit_penalties.updated_at))
+                    ELSE make_interval(secs => %(secs)s)
+               END)),
+       reason = EXCLUDED.reason,
+       updated_at = CASE WHEN rate_limit_penalties.blocked_until > clock_timestamp()
+                         THEN rate_limit_penalties.updated_at ELSE clock_timestamp() END
 """
 _LOG_EVERY = 10.0  # seconds between two "waiting ..." lines of one limiter
 _LEAK_EVERY = 300.0  # seconds between two housekeeping deletes of one limiter
@@ -333,21 +347,28 @@ class SourceRateLimiter:
             time.sleep(wait)
 
     def penalize(self, seconds: float, reason: str = "HTTP 429") -> None:
-        """Slow the whole source down: every worker's acquire() waits until ``seconds`` from now
-        (never shortens a longer penalty already in place; at most an hour). Best effort: a
-        database error is logged, not raised."""
+        """Slow the whole source down: every worker's acquire() waits until ``seconds`` from now.
+
+        The pause is at least one token's time in the shortest window (``interval / limit``: 12 s
+        at 5/minute), never shortens a longer pause already in place, doubles the last pause when
+        the source is rate limited again soon after one ended, and is at most an hour. Best
+        effort: a database error is logged, not raised."""
         import psycopg
 
-        seconds = min(float(seconds), _MAX_PENALTY)
-        if not seconds > 0:
-            return
+        shortest = min(self.rates, key=lambda r: r.interval)
+        floor = shortest.interval / 1000.0 / shortest.limit
+        seconds = min(max(float(seconds), floor), _MAX_PENALTY)
+        recent = max(r.interval for r in self.rates) / 1000.0
         try:
             with self._pool.connection() as conn:
-                conn.execute(_PENALIZE, (self.source, seconds, reason))
+                conn.execute(
+                    _PENALIZE,
+                    {"source": self.source, "secs": seconds, "reason": reason, "max": _MAX_PENALTY, "recent": recent},
+                )
         except psycopg.Error as exc:
             self.log.warning("%s: could not record the %s pause: %s", self.source, reason, _first_line(exc))
             return
-        self.log.warning("%s: %s; pausing every worker of this source for %.1f s", self.source, reason, seconds)
+        self.log.warning("%s: %s; pausing every worker of this source for at least %.1f s", self.source, reason, seconds)
 
     def describe(self) -> str:
         return describe(self.rates)

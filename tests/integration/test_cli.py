@@ -107,13 +107,25 @@ BAD_COMMANDS = [
      "looks like a secret"),
     (("sources", "update", "jquants", "--config", '{"rate_limit": "lots"}'), "rate_limit"),
     (("sources", "remove", "jquants"), "is used by job groups: jp_daily_quotes"),
+    # a source change that would silently turn its groups into config errors is refused
+    (("sources", "update", "jquants", "--kind", "yfinance"), "job group 'jp_daily_quotes' would become invalid"),
+    # one key, one limiter: a second source of the same kind on the same connection is refused
+    (("sources", "add", "--code", "jq2", "--name", "x", "--kind", "jquants", "--conn-id", "jquants_default"),
+     "connection 'jquants_default' is already used by jquants source 'jquants'"),
+    # usage errors are one line too
+    (("sources", "update", "jquants", "--active", "maybe"), "moomarkets sources update: argument --active"),
+    (("groups", "add", "--name", "g2"), "the following arguments are required"),
 ]
 
 
 @pytest.mark.parametrize(("argv", "message"), BAD_COMMANDS, ids=[" ".join(a[:2]) + f"-{i}" for i, (a, _) in enumerate(BAD_COMMANDS)])
 def test_bad_input_is_one_line_error_and_writes_nothing(loaded, capsys, argv, message):
     before = state(loaded)
-    assert cli(*argv) != 0
+    try:
+        code = cli(*argv)
+    except SystemExit as exc:  # argparse usage errors exit from parse_args
+        code = exc.code
+    assert code != 0
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err
     assert len(err.splitlines()) == 1

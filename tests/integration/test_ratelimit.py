@@ -84,6 +84,31 @@ def test_penalize_in_one_process_delays_acquire_in_another(warehouse_url, caplog
             limiter.acquire(timeout=1)
 
 
+def _penalty_left(conn, source: str) -> float:
+    return float(conn.execute(
+        "SELECT extract(epoch FROM blocked_until - clock_timestamp()) FROM rate_limit_penalties WHERE source = %s",
+        (source,),
+    ).fetchone()[0])
+
+
+def test_penalty_has_a_floor_and_doubles_when_429s_come_back(warehouse_url):
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        # floor: one token's time of the shortest window (60 s / 5), even for a near-zero backoff
+        with SourceRateLimiter("floor", "5/minute", warehouse_url) as limiter:
+            limiter.penalize(0.01)
+            assert 11.0 < _penalty_left(conn, "floor") <= 12.0
+        with SourceRateLimiter("esc", "1000/10s", warehouse_url) as limiter:
+            limiter.penalize(0.5)
+            time.sleep(0.7)  # the pause is over; a 429 right after it means it was too short
+            limiter.penalize(0.1)
+            assert 0.8 < _penalty_left(conn, "esc") <= 1.0
+            limiter.penalize(0.1)  # a 429 while paused (sent before the pause) keeps the longer pause
+            assert 0.7 < _penalty_left(conn, "esc") <= 1.0
+            time.sleep(1.1)
+            limiter.penalize(0.1)
+            assert 1.7 < _penalty_left(conn, "esc") <= 2.0
+
+
 def test_acquire_times_out_with_a_clear_message(warehouse_url):
     with SourceRateLimiter("slow", "1/minute", warehouse_url, timeout=0.5) as limiter:
         limiter.acquire()

@@ -52,10 +52,40 @@ def find_source(conn: psycopg.Connection, code: str) -> DataSource | None:
         return None
 
 
+def _check_conn_id_unshared(conn: psycopg.Connection, src: DataSource) -> None:
+    """One API key, one limiter: the rate limit is kept per source, so two sources of the same kind on
+    one connection would each get the key's whole allowance and together overrun it."""
+    row = conn.execute(
+        "SELECT code FROM data_sources WHERE kind = %s AND conn_id = %s AND code <> %s ORDER BY code LIMIT 1",
+        (src.kind, src.conn_id, src.code),
+    ).fetchone()
+    if row is not None:
+        raise ConfigError(
+            f"connection {src.conn_id!r} is already used by {src.kind} source {row['code']!r}; the rate limit is"
+            " kept per source, so two sources on one key would overrun it (give each its own connection)",
+            field="conn_id",
+        )
+
+
+def _check_groups_still_valid(conn: psycopg.Connection, new: DataSource, field: str) -> None:
+    """A source change (kind, config) must not silently turn its job groups into config errors."""
+    for g in conn.execute(_GROUP_SELECT + " WHERE s.code = %s ORDER BY g.name", (new.code,)):
+        group = _group(g)
+        try:
+            validate_group(group, new)
+        except ConfigError as exc:
+            reason = exc.reason if exc.field is None else f"{exc.field}: {exc.reason}"
+            raise ConfigError(
+                f"job group {group.name!r} would become invalid ({reason}); change or remove it first",
+                field=field,
+            ) from None
+
+
 def add_source(conn: psycopg.Connection, src: DataSource) -> DataSource:
     src = validate_source(src)
     if find_source(conn, src.code):
         raise ConfigError(f"data source {src.code!r} already exists", field="code")
+    _check_conn_id_unshared(conn, src)
     conn.execute(
         "INSERT INTO data_sources (code, name, description, kind, conn_id, is_active, config)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -64,11 +94,14 @@ def add_source(conn: psycopg.Connection, src: DataSource) -> DataSource:
     return src
 
 
-def update_source(conn: psycopg.Connection, code: str, **changes: Any) -> DataSource:
+def update_source(conn: psycopg.Connection, code: str, *, check_groups: bool = True, **changes: Any) -> DataSource:
     current = get_source(conn, code)
     if "code" in changes and changes["code"] != code:
         raise ConfigError("a data source's code cannot be changed (job groups refer to it)", field="code")
     new = validate_source(replace(current, **changes))
+    _check_conn_id_unshared(conn, new)
+    if check_groups:
+        _check_groups_still_valid(conn, new, "kind" if new.kind != current.kind else "config")
     conn.execute(
         "UPDATE data_sources SET name=%s, description=%s, kind=%s, conn_id=%s, is_active=%s, config=%s,"
         " updated_at=now() WHERE code=%s",
@@ -224,9 +257,13 @@ def import_config(conn: psycopg.Connection, data: Any, *, replace_all: bool = Fa
             raise ConfigError(f"duplicate {label} in file: {', '.join(map(str, dupes))}")
     counts = {"sources_created": 0, "sources_updated": 0, "groups_created": 0, "groups_updated": 0, "removed": 0}
     with conn.transaction():
+        updated: list[DataSource] = []
         for src in sources:
             if find_source(conn, str(src.code)):
-                update_source(conn, src.code, **{k: v for k, v in src.to_dict().items() if k != "code"})
+                # its groups are checked once the file's own groups are in (they may change with it)
+                updated.append(
+                    update_source(conn, src.code, check_groups=False, **{k: v for k, v in src.to_dict().items() if k != "code"})
+                )
                 counts["sources_updated"] += 1
             else:
                 add_source(conn, src)
@@ -239,6 +276,8 @@ def import_config(conn: psycopg.Connection, data: Any, *, replace_all: bool = Fa
             else:
                 add_group(conn, group)
                 counts["groups_created"] += 1
+        for src in updated:
+            _check_groups_still_valid(conn, src, "config")
         if replace_all:
             keep_groups = [g.name for g in groups]
             cur = conn.execute("DELETE FROM job_groups WHERE NOT (name = ANY(%s))", (keep_groups,))
