@@ -55,3 +55,7 @@ def test_files_the_compose_refers_to_exist():
     assert (ROOT / "Dockerfile").exists()
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "apache/airflow:3.3.2" in dockerfile and "constraints.txt" in dockerfile
+    # the production image gets the runtime pins only, never the test tools (browser driver, pytest)
+    assert "requirements.txt" in dockerfile and "requirements-dev.txt" not in dockerfile
+    runtime = (ROOT / "requirements.txt").read_text()
+    assert "apache-airflow==" in runtime and "pytest" not in runtime and "playwright" not in runtime
