@@ -27,23 +27,58 @@ class _SourceHook(BaseHook):
         conn = self.get_connection(self.conn_id)
         return Credentials(secret=conn.password or None, host=conn.host or None)
 
-    def get_source(self, config: dict[str, Any] | None = None):
+    def _configured_source(self):
+        """The ``data_sources`` row using this connection (its code names the shared limiter and
+        its config the rate), or None when there is none or the warehouse cannot be read."""
+        from moomarkets.config import store
+        from moomarkets.db import connect
+
+        try:
+            with connect(connect_timeout=3, statement_timeout_ms=3000) as conn:
+                rows = [s for s in store.list_sources(conn) if s.conn_id == self.conn_id and s.kind == self.source_kind]
+        except Exception as exc:  # noqa: BLE001 - the Test button still works without the warehouse
+            self.log.info("MooMarkets warehouse not readable (%s): testing without the shared rate limit",
+                          type(exc).__name__)
+            return None
+        return rows[0] if rows else None
+
+    def get_source(self, config: dict[str, Any] | None = None, **limits: Any):
         from moomarkets.sources.registry import get_source_class
 
         cls = get_source_class(self.source_kind)
-        return cls(self.source_kind, config or {}, self.credentials())
+        return cls(self.source_kind, config or {}, self.credentials(), **limits)
 
     def test_connection(self) -> tuple[bool, str]:
-        source = self.get_source()
-        secret = source.credentials.secret
-        try:
-            source.validate_credentials()
-        except AuthError as exc:
-            return False, _clean(f"Credentials rejected: {exc}", secret)
-        except PlanNotCoveredError as exc:
-            return False, _clean(f"Key is valid but the plan does not cover this data: {exc}", secret)
-        except MooMarketsError as exc:
-            return False, _clean(f"Could not reach the API: {exc}", secret)
+        """One cheap request; when a data source uses this connection, it waits its turn in that
+        source's shared rate limit like every task request (a Test click never causes a 429)."""
+        from contextlib import ExitStack
+
+        from moomarkets import settings
+        from moomarkets.errors import RateLimitTimeout
+        from moomarkets.ratelimit import SourceRateLimiter
+        from moomarkets.sources.registry import get_source_class
+
+        with ExitStack() as stack:
+            src = self._configured_source()
+            limits: dict[str, Any] = {}
+            if src is not None:
+                rates = get_source_class(src.kind).rate_limit(src.config)
+                limiter = stack.enter_context(
+                    SourceRateLimiter(src.code, rates, settings.database_url(), timeout=10.0)
+                )
+                limits = {"acquire": limiter.acquire, "on_throttle": limiter.penalize}
+            source = self.get_source(src.config if src is not None else None, **limits)
+            secret = source.credentials.secret
+            try:
+                source.validate_credentials()
+            except RateLimitTimeout:
+                return False, f"Not tested: the {src.code if src else ''} rate limit is fully used by running tasks; try again"
+            except AuthError as exc:
+                return False, _clean(f"Credentials rejected: {exc}", secret)
+            except PlanNotCoveredError as exc:
+                return False, _clean(f"Key is valid but the plan does not cover this data: {exc}", secret)
+            except MooMarketsError as exc:
+                return False, _clean(f"Could not reach the API: {exc}", secret)
         return True, f"{self.hook_name}: credentials are valid"
 
 

@@ -106,6 +106,7 @@ BAD_COMMANDS = [
     (("sources", "add", "--code", "yahoo", "--name", "x", "--kind", "jquants", "--config", '{"token": "s3cret"}'),
      "looks like a secret"),
     (("sources", "update", "jquants", "--config", '{"rate_limit": "lots"}'), "rate_limit"),
+    (("sources", "update", "jquants", "--config", '{"plan": ["free"]}'), "plan must be one of"),
     (("sources", "remove", "jquants"), "is used by job groups: jp_daily_quotes"),
     # a source change that would silently turn its groups into config errors is refused
     (("sources", "update", "jquants", "--kind", "yfinance"), "job group 'jp_daily_quotes' would become invalid"),

@@ -45,3 +45,23 @@ def test_test_button_good_bad_and_unreachable(monkeypatch):
     ok, message = _test(monkeypatch, f"http://127.0.0.1:{free_port()}/v2", "right-key-987")
     assert not ok and message.startswith("Could not reach the API")
     assert "right-key-987" not in message
+
+
+def test_test_button_waits_its_turn_in_the_sources_shared_limit(monkeypatch, warehouse_url):
+    import psycopg
+
+    from moomarkets.config import store
+    from moomarkets.config.models import DataSource
+    from moomarkets.db import connect
+    from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+
+    with connect(warehouse_url) as conn, conn.transaction():
+        store.add_source(conn, DataSource(code="jqbtn", name="Button", kind="jquants", conn_id="jq_button",
+                                          config={"rate_limit": "30/minute"}))
+    with running_fake(FakeConfig(api_key="right-key-987")) as (base_url, state):
+        ok, message = _test(monkeypatch, base_url, "right-key-987")
+        assert ok, message
+        assert state.count() == 1
+    with psycopg.connect(warehouse_url) as conn:
+        (granted,) = conn.execute('SELECT count(*) FROM "ratelimit___mm_jqbtn"').fetchone()
+    assert granted == 1  # the click's request took a token from the source's limit

@@ -321,6 +321,85 @@ def test_validate_credentials_network_down():
     assert len(sleep.calls) == 1  # validation retries network trouble once only
 
 
+# validate_credentials(dataset): one request to that dataset's endpoint -----------------------
+DATASET_PATHS = {
+    "listed_info": "/equities/master",
+    "daily_quotes": "/equities/bars/daily",
+    "fin_summary": "/fins/summary",
+    "trading_calendar": "/markets/calendar",
+    "index_quotes": "/indices/bars/daily",
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASET_PATHS))
+def test_validate_credentials_for_a_dataset_is_one_request_to_its_endpoint(server, dataset):
+    url, state = server
+    make_client(url).validate_credentials(dataset)
+    assert [p for p, _ in state.requests] == [DATASET_PATHS[dataset]] and state.statuses == [200]
+
+
+FREE_LIKE = dict(  # the Free plan: no /indices, data from two years ago up to 12 weeks ago
+    plan_endpoints={"/equities/master", "/equities/bars/daily", "/fins/summary", "/markets/calendar"},
+    plan_from=date(2024, 8, 31), plan_to=date(2026, 8, 31),
+)
+
+
+def test_validate_credentials_tells_which_dataset_the_plan_does_not_cover():
+    with running_fake(FakeConfig(api_key=KEY, **FREE_LIKE)) as (url, state):
+        client = make_client(url)
+        client.validate_credentials()  # the default cheap call works on every plan
+        for dataset in ("listed_info", "daily_quotes", "fin_summary", "trading_calendar"):
+            client.validate_credentials(dataset)  # covered, and no date outside the plan's window
+        assert set(state.statuses) == {200} and state.count() == 5
+        with pytest.raises(PlanNotCoveredError) as ei:
+            client.validate_credentials("index_quotes")
+        assert state.count() == 6 and state.statuses[-1] == 403  # one request, not retried
+        msg = str(ei.value)
+        assert "does not cover dataset index_quotes" in msg and "/indices/bars/daily" in msg
+        assert ei.value.status_code == 403 and "subscription plan" in ei.value.server_message
+        assert KEY not in msg
+        # a bad key is a bad key, even for a dataset the plan would not cover
+        with pytest.raises(AuthError):
+            make_client(url, key="wrong-key-0000").validate_credentials("index_quotes")
+
+
+def test_validate_credentials_for_a_dataset_network_down_and_unknown_name(server):
+    sleep = Recorder()
+    with pytest.raises(RetryableSourceError) as ei:
+        make_client(closed_port_url(), sleep=sleep).validate_credentials("index_quotes")
+    assert not isinstance(ei.value, (AuthError, PlanNotCoveredError)) and "connection refused" in str(ei.value)
+    url, state = server
+    with pytest.raises(ValueError, match="unknown J-Quants dataset 'corporate_actions'"):
+        make_client(url).validate_credentials("corporate_actions")
+    assert state.count() == 0
+
+
+def test_source_validate_credentials_passes_the_dataset():
+    from moomarkets.errors import ConfigError
+    from moomarkets.sources.base import Credentials
+    from moomarkets.sources.jquants.source import JQuantsSource
+
+    with running_fake(FakeConfig(api_key=KEY, **FREE_LIKE)) as (url, state):
+        src = JQuantsSource("jquants", {}, Credentials(secret=KEY, host=url))
+        src.validate_credentials()
+        src.validate_credentials("daily_quotes")
+        with pytest.raises(PlanNotCoveredError, match="index_quotes"):
+            src.validate_credentials("index_quotes")
+        with pytest.raises(ConfigError):
+            src.validate_credentials("nonsense")
+        assert [p for p, _ in state.requests] == ["/equities/master", "/equities/bars/daily", "/indices/bars/daily"]
+
+
+def test_every_source_accepts_a_dataset_in_validate_credentials():
+    import inspect
+
+    from moomarkets.sources.registry import get_source_class, source_kinds
+
+    for kind in source_kinds():
+        param = inspect.signature(get_source_class(kind).validate_credentials).parameters.get("dataset")
+        assert param is not None and param.default is None, kind
+
+
 def test_backoff_is_full_jitter_capped():
     client = JQuantsClient(KEY, backoff_base=2.0, backoff_max=10.0)
     for attempt in range(1, 10):

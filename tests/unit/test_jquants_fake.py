@@ -244,7 +244,28 @@ def test_indices(http):
     assert [tuple(r) for r in rows] == [("Date", "Code", "O", "H", "L", "C")] * 5
     topix = get(http, "/v2/indices/bars/daily/topix", {"from": "20260105", "to": "20260109"}).json()["data"]
     assert [{k: v for k, v in r.items() if k != "Code"} for r in rows] == topix
-    assert get(http, "/v2/indices/bars/daily", {"date": "20260105"}).json()["data"] == rows[:1]
+    # date alone: every served index for that day (TOPIX and TOPIX Core30), sorted by code
+    by_date = get(http, "/v2/indices/bars/daily", {"date": "20260105"}).json()["data"]
+    assert [r["Code"] for r in by_date] == ["0000", "0028"]
+    assert by_date[0] == rows[0]
+    core30 = get(http, "/v2/indices/bars/daily", {"code": "0028", "from": "20260105", "to": "20260109"}).json()["data"]
+    assert [r["Date"] for r in core30] == [r["Date"] for r in rows] and by_date[1] == core30[0]
+    assert [r["C"] for r in core30] != [r["C"] for r in rows]  # its own series, not a copy of TOPIX
+
+
+def test_fins_summary_same_day_disclosures(http):
+    rows = get(http, "/v2/fins/summary", {"code": fd.SAME_DAY_CODE}).json()["data"]
+    by_day: dict[str, list] = {}
+    for r in rows:
+        by_day.setdefault(r["DiscDate"], []).append(r)
+    pairs = {d: rs for d, rs in by_day.items() if len(rs) > 1}
+    assert pairs  # results and a forecast revision published together
+    for day, rs in pairs.items():
+        assert {r["DocType"] for r in rs} == {"2QFinancialStatements_Consolidated_JP", "EarnForecastRevision"}
+        assert len({r["DiscNo"] for r in rs}) == 2 and len({r["DiscTime"] for r in rs}) == 1
+    day = min(pairs)
+    assert [r["DiscNo"] for r in get(http, "/v2/fins/summary", {"date": day}).json()["data"]
+            if r["Code"] == fd.SAME_DAY_CODE] == [r["DiscNo"] for r in pairs[day]]
 
 
 # -- plan, rate limit, faults -----------------------------------------------------------------

@@ -8,7 +8,7 @@ is replaced, by ``moomarkets.sources.yfinance.replay`` serving ``tests/fixtures/
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,15 @@ from moomarkets.sources.registry import get_source_class
 from moomarkets.sources.yfinance import source as yfsource
 from moomarkets.sources.yfinance.replay import YahooReplay, replaying, window_chart
 from moomarkets.sources.yfinance.session import TransportResponse, _cap_timeout, make_session
-from moomarkets.sources.yfinance.source import YFinanceSource, dates_for, market_of
+from moomarkets.sources.yfinance.source import (
+    SUFFIX_MARKETS,
+    US,
+    Market,
+    YFinanceSource,
+    dates_for,
+    expected_sessions,
+    market_of,
+)
 
 # yfinance is imported at collection, not first inside a test: on import it puts a "default" filter
 # for its DeprecationWarnings in front of pytest's, and yfinance 1.7 calls pandas APIs pandas 3 deprecates.
@@ -198,6 +206,38 @@ def test_plan_mixed_markets_takes_the_widest_range():
     assert dates_for(["AAPL", "7203.T"], interval) == [date(2026, 3, 10), date(2026, 3, 11)]
 
 
+def test_plan_keeps_each_exchange_together_before_batching(rec):
+    tickers = ["MSFT", "7203.T", "^GSPC", "BHP.AX", "6758.T", "AAPL", "600519.SS", "000001.SZ", "9984.T", "INTC"]
+    units = make(rec).plan("daily_quotes", {"tickers": tickers, "batch_size": 3}, week(), max_units=64)
+    batches = [u.params["tickers"] for u in units]
+    # by exchange timezone, then suffix, then symbol; symbols of no known market last
+    assert batches == [
+        ["AAPL", "INTC", "MSFT"],
+        ["600519.SS", "000001.SZ", "6758.T"],  # Shanghai and Shenzhen share a timezone and calendar
+        ["7203.T", "9984.T", "BHP.AX"],
+        ["^GSPC"],
+    ]
+    assert [u.key for u in units][:2] == ["tickers:AAPL..MSFT", "tickers:600519.SS..6758.T"]
+    # plain alphabetical batching mixed them: 000001.SZ, 600519.SS, 6758.T | 7203.T, 9984.T, AAPL | BHP.AX, ...
+    again = make(rec).plan("daily_quotes", {"tickers": list(reversed(tickers)), "batch_size": 3}, week(),
+                           max_units=64)
+    assert [u.params["tickers"] for u in again] == batches  # deterministic whatever the input order
+
+
+def test_every_known_market_has_an_exchange_calendar():
+    import exchange_calendars
+
+    names = set(exchange_calendars.get_calendar_names(include_aliases=False))
+    for suffix, market in {"": US, **SUFFIX_MARKETS}.items():
+        assert market.calendar in names, suffix
+    # holidays drop out, early closes stay sessions, weekends are neither
+    days = {date(2026, 4, 2), date(2026, 4, 3), date(2026, 4, 4), date(2026, 11, 27)}
+    assert expected_sessions("AAPL", days) == ({date(2026, 4, 2), date(2026, 11, 27)}, set(), "XNYS")
+    tokyo = {date(2026, 3, 19), date(2026, 3, 20), date(2025, 12, 31), date(2026, 1, 2), date(2026, 1, 5)}
+    assert expected_sessions("7203.T", tokyo) == ({date(2026, 3, 19), date(2026, 1, 5)}, set(), "XTKS")
+    assert expected_sessions("BTC-USD", days) == (set(), set(), None)
+
+
 # -- fetching, replayed ----------------------------------------------------------------------
 def test_normal_batch_loads_every_bar_with_explicit_adjustments(rec):
     src = make(rec)
@@ -312,6 +352,80 @@ def test_market_holiday_is_not_an_error(rec):
         alone = fetch(src, "daily_quotes", ["AAPL"], good_friday)
     assert result.rows == [] and result.item_errors == {}
     assert alone.rows == [] and alone.item_errors == {}
+
+
+def test_lone_ticker_gap_is_flagged(rec):
+    # no peer in the batch: the New York exchange calendar says 2026-03-11 was a session
+    src = make(rec)
+    with replaying(*fx("trading_gap")):
+        alone = fetch(src, "daily_quotes", ["INTC"], week())
+        day = fetch(src, "daily_quotes", ["INTC"], one_day(11))
+    assert alone.item_errors == {
+        "INTC": "partial: no bar for 2026-03-11, a session in the XNYS exchange calendar (trading gap)"
+    }
+    assert sorted(by(alone.rows, "INTC")) == ["2026-03-10", "2026-03-12", "2026-03-13"]
+    assert day.rows == [] and day.item_errors == {
+        "INTC": "no trading in the interval: no bar for 2026-03-11, a session in the XNYS exchange calendar"
+                " (halted or suspended?)"
+    }
+
+
+def test_gap_is_flagged_when_the_batch_has_only_other_exchanges(rec):
+    src = make(rec)
+    with replaying(*fx("trading_gap", "timezone_edge")):
+        result = fetch(src, "daily_quotes", ["INTC", "7203.T"], week())
+    assert set(result.item_errors) == {"INTC"}
+    assert "no bar for 2026-03-11" in result.item_errors["INTC"] and "XNYS" in result.item_errors["INTC"]
+    assert sorted(by(result.rows, "7203.T")) == ["2026-03-10", "2026-03-11", "2026-03-12", "2026-03-13"]
+
+
+def test_session_no_peer_traded_either_is_flagged(tmp_path, rec):
+    """The calendar also checks tickers with peers: a session missing for the whole batch is reported."""
+    doc = json.loads((FIXTURES / "normal_batch.json").read_text())
+    gone = int(datetime(2026, 3, 11, 13, 30, tzinfo=UTC).timestamp())
+    for it in doc["interactions"]:
+        result = it["response"]["json"]["chart"]["result"][0]
+        i = result["timestamp"].index(gone)
+        del result["timestamp"][i]
+        for block in ("quote", "adjclose"):
+            for series in result["indicators"][block]:
+                for values in series.values():
+                    del values[i]
+    path = tmp_path / "missing_day.json"
+    path.write_text(json.dumps(doc))
+    with replaying(path):
+        result = fetch(make(rec), "daily_quotes", ["AAPL", "MSFT"], week())
+    assert result.item_errors == {
+        t: "partial: no bar for 2026-03-11, a session in the XNYS exchange calendar and no other America/New_York"
+           " ticker in the batch has a bar that day (trading gap)"
+        for t in ("AAPL", "MSFT")
+    }
+    assert len(result.rows) == 2 * 3
+
+
+HOLIDAYS = Interval(utc(2026, 3, 16), utc(2026, 4, 8))  # Tokyo 2026-03-20; Good Friday; Easter Monday (Sydney)
+
+
+def test_lone_tickers_over_their_exchange_holidays_are_not_flagged(rec):
+    # three tickers, three exchanges: no peers, so only the calendars tell holidays from gaps
+    src = make(rec)
+    with replaying(*fx("timezone_edge")):
+        result = fetch(src, "daily_quotes", ["7203.T", "BHP.AX", "IBM"], HOLIDAYS)
+    assert result.item_errors == {}
+    tokyo, sydney, new_york = (sorted(by(result.rows, t)) for t in ("7203.T", "BHP.AX", "IBM"))
+    assert "2026-03-19" in tokyo and "2026-03-20" not in tokyo and len(tokyo) == 16  # 17 weekdays 16th..7th
+    assert "2026-04-03" not in sydney and "2026-04-06" not in sydney and len(sydney) == 15
+    assert "2026-04-03" not in new_york and len(new_york) == 16
+
+
+def test_a_market_without_a_calendar_falls_back_to_weekdays_and_says_so(monkeypatch, rec):
+    monkeypatch.setitem(SUFFIX_MARKETS, ".T", Market("Asia/Tokyo", time(15, 30)))  # no holiday calendar
+    with replaying(*fx("timezone_edge")):
+        result = fetch(make(rec), "daily_quotes", ["7203.T"], HOLIDAYS)
+    assert result.item_errors == {
+        "7203.T": "partial: no bar for 2026-03-20, expected from weekdays only (no holiday calendar for Asia/Tokyo;"
+                  " unverified: may be an exchange holiday) (trading gap)"
+    }
 
 
 def test_timezone_edge_dates_are_the_exchange_local_dates(rec):

@@ -164,5 +164,5 @@ class Source(abc.ABC):
         """Fetch one unit; every HTTP request goes through ``self.acquire`` first."""
 
     @abc.abstractmethod
-    def validate_credentials(self) -> None:
+    def validate_credentials(self, dataset: str | None = None) -> None:
         """One cheap call; raises AuthError / PlanNotCoveredError / RetryableSourceError."""

@@ -57,6 +57,17 @@ RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _KIND_LABEL = {"server": "server error", "malformed": "malformed response", "network": "network error"}
 VALIDATE_PATH = "/equities/master"
 VALIDATE_PARAMS = {"code": "72030"}
+# validate_credentials(dataset): ONE request (pages are not followed) to the dataset's own
+# endpoint. No dates, so the server answers within whatever date window the plan has (a date
+# outside it would be a 403 about dates, not about the API); a 403 then means the plan does not
+# cover that API (e.g. /indices on the Free plan).
+VALIDATE_CALLS: dict[str, tuple[str, dict[str, str]]] = {
+    "listed_info": ("/equities/master", {"code": "72030"}),  # today's master of one issue
+    "daily_quotes": ("/equities/bars/daily", {"code": "72030"}),
+    "fin_summary": ("/fins/summary", {"code": "72030"}),
+    "trading_calendar": ("/markets/calendar", {}),
+    "index_quotes": ("/indices/bars/daily", {"code": "0000"}),  # TOPIX
+}
 
 
 def _server_message(resp: requests.Response) -> str:
@@ -155,18 +166,36 @@ class JQuantsClient:
             rows.extend(page)
         return rows
 
-    def validate_credentials(self, path: str = VALIDATE_PATH, params: dict[str, Any] | None = None) -> None:
-        """One cheap call (``/equities/master?code=72030``: one row, available on every plan).
+    def validate_credentials(self, dataset: str | None = None) -> None:
+        """One cheap call: without ``dataset`` ``/equities/master?code=72030`` (one row, available
+        on every plan); with a dataset name (a key of :data:`VALIDATE_CALLS`) one request to that
+        dataset's endpoint, which proves the plan covers it.
 
         Raises :class:`AuthError` (no key, or the key is invalid/expired),
         :class:`PlanNotCoveredError` (the key works but the plan does not cover the call),
-        :class:`RetryableSourceError` (network down, server errors, rate limited: try later).
+        :class:`RetryableSourceError` (network down, server errors, rate limited: try later),
+        ``ValueError`` for an unknown dataset name (nothing is sent).
         Network trouble is retried once only, so a wrong host answers quickly.
         """
+        if dataset is None:
+            path, params = VALIDATE_PATH, VALIDATE_PARAMS
+        elif dataset in VALIDATE_CALLS:
+            path, params = VALIDATE_CALLS[dataset]
+        else:
+            raise ValueError(f"unknown J-Quants dataset {dataset!r} (known: {', '.join(VALIDATE_CALLS)})")
         if not self._api_key:
             raise AuthError("no J-Quants API key configured (the connection's password is empty)")
-        self._request(path, dict(VALIDATE_PARAMS if params is None else params), attempts=min(2, self.max_attempts))
-        log.info("J-Quants API key accepted by %s", self.base_url)
+        try:
+            self._request(path, dict(params), attempts=min(2, self.max_attempts))
+        except PlanNotCoveredError as exc:
+            if dataset is None:
+                raise
+            named = PlanNotCoveredError(f"J-Quants: the key is valid but the plan does not cover dataset "
+                                        f"{dataset} ({path}): {exc}")
+            named.status_code = getattr(exc, "status_code", None)  # type: ignore[attr-defined]
+            named.server_message = getattr(exc, "server_message", "")  # type: ignore[attr-defined]
+            raise named from None
+        log.info("J-Quants API key accepted by %s%s", self.base_url, f" for {dataset} ({path})" if dataset else "")
 
     # -- internals ----------------------------------------------------------------------------
     def _redact(self, text: str) -> str:

@@ -30,7 +30,10 @@ What is in it
   The raw close halves on the split date.
 - **Master** (/en/spec/eq-master), **financial summaries** (/en/spec/fin-summary: four
   disclosures per fiscal year per issue plus occasional forecast revisions; numbers as strings,
-  empty string for "not disclosed"), **index bars** (/en/spec/idx-bars-daily, TOPIX ``0000``).
+  empty string for "not disclosed"). Some issues (always :data:`SAME_DAY_CODE`) publish a full-year
+  forecast revision on the same date and time as their 2Q results: two disclosures, one code, one
+  date, told apart only by ``DiscNo``. **Index bars** (/en/spec/idx-bars-daily): TOPIX ``0000`` and
+  TOPIX Core30 ``0028``.
 
 None of this is real market data: names of well known issues are used for the first few codes
 only to make the synthetic universe look familiar.
@@ -56,6 +59,7 @@ SPLIT_CODE = "80350"
 SPLIT_DATE = date(2026, 3, 30)  # effective (ex) date of the 1:2 split; a Monday business day
 SPLIT_FACTOR = 0.5
 ILLIQUID_CODE = "19990"
+SAME_DAY_CODE = "72030"  # every fiscal year: 2Q results and a forecast revision on the same date
 HOLIDAY_TRADING_START = date(2022, 9, 23)
 
 BAR_FIELDS = ("Date", "Code", "O", "H", "L", "C", "UL", "LL", "Vo", "Va",
@@ -491,19 +495,28 @@ def _fins_for_issue(issue: Issue) -> tuple[dict[str, Any], ...]:
                 "ShOutFY": str(shares), "TrShFY": str(shares // 50), "AvgSh": str(shares - shares // 50),
             }
             out.append(row)
+
+            def revision(day: date, time_: str, salt: str, mult: float) -> dict[str, Any]:
+                no = _h(salt, issue.code, fy) % 1_000_000
+                if f"{day:%Y%m%d}{no:06d}" == row["DiscNo"]:
+                    no = (no + 1) % 1_000_000
+                return {k: "" for k in row} | {
+                    "DiscDate": day.isoformat(), "DiscTime": time_, "Code": issue.code,
+                    "DiscNo": f"{day:%Y%m%d}{no:06d}",
+                    "DocType": "EarnForecastRevision", "CurPerType": "FY",
+                    "CurPerSt": fy_start.isoformat(), "CurPerEn": fy_end.isoformat(),
+                    "CurFYSt": fy_start.isoformat(), "CurFYEn": fy_end.isoformat(),
+                    "FSales": str(round(annual * mult)), "FOP": str(round(annual * mult * 0.08)),
+                    "FNP": str(round(annual * mult * 0.056)),
+                    "FEPS": f"{round(annual * mult * 0.056 / shares, 2)}",
+                }
+
+            if per == "2Q" and (issue.code == SAME_DAY_CODE or _h("sameday", issue.code, fy) % 5 == 0):
+                out.append(revision(disc, row["DiscTime"], "discno-rev2q", 1.02))  # same date and time
             if per == "3Q" and _h("revision", issue.code, fy) % 4 == 0:
                 rev = next_trading_day(disc + timedelta(days=40))
                 if rev <= _all_trading_days()[-1] and is_listed(issue, rev):
-                    out.append({k: "" for k in row} | {
-                        "DiscDate": rev.isoformat(), "DiscTime": "15:30:00", "Code": issue.code,
-                        "DiscNo": f"{rev:%Y%m%d}{_h('discno-rev', issue.code, fy) % 1_000_000:06d}",
-                        "DocType": "EarnForecastRevision", "CurPerType": "FY",
-                        "CurPerSt": fy_start.isoformat(), "CurPerEn": fy_end.isoformat(),
-                        "CurFYSt": fy_start.isoformat(), "CurFYEn": fy_end.isoformat(),
-                        "FSales": str(round(annual * 0.97)), "FOP": str(round(annual * 0.97 * 0.08)),
-                        "FNP": str(round(annual * 0.97 * 0.056)),
-                        "FEPS": f"{round(annual * 0.97 * 0.056 / shares, 2)}",
-                    })
+                    out.append(revision(rev, "15:30:00", "discno-rev", 0.97))
     out.sort(key=lambda r: (r["DiscDate"], r["DiscTime"], r["DiscNo"]))
     return tuple(out)
 
@@ -530,7 +543,7 @@ def fins_summary_rows(code: str | None = None, day: date | str | None = None, *,
 # --------------------------------------------------------------------------------------------
 # Indices
 # --------------------------------------------------------------------------------------------
-INDICES = {"0000": ("TOPIX", 1400.0)}
+INDICES = {"0000": ("TOPIX", 1400.0), "0028": ("TOPIX Core30", 700.0)}  # code: (name, level in 2015)
 
 
 @lru_cache(maxsize=16)

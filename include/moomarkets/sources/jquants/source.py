@@ -8,6 +8,20 @@ Planning follows JPX's own advice: the plan's rate limit (requests per minute) i
 limit, so every request counts. ``/equities/bars/daily?date=D`` returns every issue for one day,
 so a whole-market group costs one request (plus pages) per business day, while a short ticker
 list over a long range is cheaper as one ``code`` + ``from``/``to`` request per ticker.
+
+Which query shapes each endpoint accepts (v2 spec pages) decides which plans exist:
+
+=================  ==========================  ================================================
+dataset            endpoint                    query for a date range
+=================  ==========================  ================================================
+daily_quotes       /equities/bars/daily        ``code`` + ``from``/``to`` (or ``date``)
+index_quotes       /indices/bars/daily         ``code`` + ``from``/``to`` (or ``date``)
+fin_summary        /fins/summary               ``code`` alone (every disclosure; we filter)
+listed_info        /equities/master            none: only ``code`` and/or ``date``; without a
+                                               date it answers with *today's* master, so every
+                                               listed_info unit is planned by date
+trading_calendar   /markets/calendar           ``from``/``to`` (one request for the range)
+=================  ==========================  ================================================
 """
 
 from __future__ import annotations
@@ -42,6 +56,13 @@ DAY_CLOSE = {"fin_summary": time(23, 59)}
 EQUITY_DATASETS = ("daily_quotes", "listed_info", "fin_summary")
 INDEX_CODE_RE = re.compile(r"^[0-9A-Z]{4}$")
 CALENDAR_DAYS_AHEAD = 370
+# Datasets whose endpoint has a per-code query that covers a whole date range in one request.
+BY_CODE_RANGE_DATASETS = ("daily_quotes", "index_quotes", "fin_summary")
+# Requests (pages) of one whole-market /equities/master?date=D query: ~4,400 issues of a few hundred
+# bytes should fit one page (the page size is not published; pages split by size, not rows). A
+# ticker list costs one code+date request per ticker per day instead, so code+date only pays for
+# lists no longer than this.
+MASTER_PAGES_PER_DATE = 1
 
 
 def normalize_code(code: str) -> str:
@@ -75,14 +96,23 @@ class JQuantsSource(Source):
     @classmethod
     def validate_config(cls, config: dict[str, Any], subject: str = "data source") -> dict[str, Any]:
         plan = config.get("plan")
-        if plan is not None and plan not in PLAN_RATES:
+        if plan is not None and (not isinstance(plan, str) or plan not in PLAN_RATES):
             raise ConfigError(
                 f"plan must be one of {', '.join(PLAN_RATES)}, got {plan!r}", field="config.plan", subject=subject
             )
-        unknown = set(config) - {"plan", "rate_limit", "max_concurrency", "timeout", "page_limit"}
+        unknown = set(config) - {"plan", "rate_limit", "max_concurrency", "timeout"}
         if unknown:
             raise ConfigError(
-                f"unknown setting(s) {', '.join(sorted(map(str, unknown)))}", field="config", subject=subject
+                f"unknown setting(s) {', '.join(sorted(map(str, unknown)))} (allowed: plan, rate_limit,"
+                " max_concurrency, timeout)",
+                field="config",
+                subject=subject,
+            )
+        timeout = config.get("timeout", 30)
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 1 <= timeout <= 300:
+            raise ConfigError(
+                f"timeout must be a number of seconds from 1 to 300, got {timeout!r}", field="config.timeout",
+                subject=subject,
             )
         return super().validate_config(config, subject)
 
@@ -199,8 +229,25 @@ class JQuantsSource(Source):
             return []
         tickers = params.get("tickers")
         mode = params.get("plan", "auto")
+        size = -(-len(days) // max_units)
+        if dataset == "listed_info":
+            # /equities/master has no from/to: per day either one code+date query per ticker
+            # ("code_dates") or the whole-market date query filtered to the tickers ("dates").
+            per_code = bool(tickers) and (
+                mode == "by_code" or (mode == "auto" and len(tickers) <= MASTER_PAGES_PER_DATE)
+            )
+            return [
+                FetchUnit(
+                    key=f"date:{b[0]}" if len(b) == 1 else f"dates:{b[0]}..{b[-1]}",
+                    kind="code_dates" if per_code else "dates",
+                    params={"dates": b, **({"codes": tickers} if tickers else {})},
+                )
+                for b in chunk([d.isoformat() for d in days], size)
+            ]
         # by code: one request per code for the whole range; by date: one per day for every code.
-        if tickers and (mode == "by_code" or (mode == "auto" and len(tickers) < len(days))):
+        if tickers and dataset in BY_CODE_RANGE_DATASETS and (
+            mode == "by_code" or (mode == "auto" and len(tickers) < len(days))
+        ):
             batches = chunk(tickers, -(-len(tickers) // max_units))
             frm, to = days[0].isoformat(), days[-1].isoformat()
             return [
@@ -211,7 +258,7 @@ class JQuantsSource(Source):
                 )
                 for b in batches
             ]
-        batches = chunk([d.isoformat() for d in days], -(-len(days) // max_units))
+        batches = chunk([d.isoformat() for d in days], size)
         return [
             FetchUnit(
                 key=f"date:{b[0]}" if len(b) == 1 else f"dates:{b[0]}..{b[-1]}",
@@ -234,7 +281,13 @@ class JQuantsSource(Source):
             for day in unit.params["dates"]:
                 rows = client.get_all(path, {"date": compact(day)})
                 raw.extend(r for r in rows if not wanted or r.get("Code") in wanted)
+        elif unit.kind == "code_dates":  # one code+date request per code per day
+            for day in unit.params["dates"]:
+                for code in unit.params["codes"]:
+                    raw.extend(client.get_all(path, {"code": code, "date": compact(day)}))
         elif unit.kind == "codes":
+            if dataset not in BY_CODE_RANGE_DATASETS:
+                raise ConfigError(f"{path} has no per-code range query; {dataset} units must be by date")
             frm, to = unit.params["from"], unit.params["to"]
             for code in unit.params["codes"]:
                 if dataset == "fin_summary":  # by code returns every disclosure: keep the range's
@@ -300,6 +353,10 @@ class JQuantsSource(Source):
             "open": _num(r.get("O")), "high": _num(r.get("H")), "low": _num(r.get("L")), "close": _num(r.get("C")),
         }
 
-    def validate_credentials(self) -> None:
-        self._client().validate_credentials()
+    def validate_credentials(self, dataset: str | None = None) -> None:
+        """One cheap request; with ``dataset``, to that dataset's endpoint (does the plan cover it?)."""
+        if dataset is not None and dataset not in PATHS:
+            raise ConfigError(f"J-Quants dataset {dataset!r} is not supported (known: {', '.join(PATHS)})")
+        with self._client() as client:
+            client.validate_credentials(dataset)
 

@@ -27,7 +27,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +150,12 @@ class _Controlled:
     _mm_on_throttle: Callable[[float], None] | None
     _mm_throttle_seconds: float
     _mm_last_throttle: float
+    _mm_base_url: str | None
 
     def request(self, method, url, *args, **kwargs):  # noqa: C901 - one linear wrapper
         from yfinance.exceptions import YFRateLimitError
 
+        url = rebase_url(url, self._mm_base_url)
         rlog = self.moomarkets_log
         params = kwargs.get("params", args[0] if args else None)
         query = dict(parse_qsl(urlsplit(url).query))
@@ -228,6 +230,21 @@ class _Controlled:
             ))
 
 
+def rebase_url(url: str, base_url: str | None) -> str:
+    """Send a Yahoo URL to ``base_url`` instead (the source Connection's host: a local mirror, a
+    proxy or a test server), keeping path and query: ``https://query2.finance.yahoo.com/v8/...``
+    with base ``http://127.0.0.1:9000/yahoo`` becomes ``http://127.0.0.1:9000/yahoo/v8/...``.
+    Non-Yahoo URLs are left alone."""
+    if not base_url:
+        return url
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host != "yahoo.com" and not host.endswith(".yahoo.com"):
+        return url
+    base = urlsplit(base_url if "://" in base_url else f"http://{base_url}")
+    return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, parts.fragment))
+
+
 def _cap_timeout(requested: Any, cap: float) -> Any:
     if requested is None or isinstance(requested, (int, float)):
         return cap if requested is None else min(float(requested), cap)
@@ -287,11 +304,13 @@ def make_session(
     on_throttle: Callable[[float], None] | None = None,
     throttle_seconds: float = 30.0,
     backend: str | None = None,
+    base_url: str | None = None,
 ):
     """A Session yfinance accepts, wrapped as described in the module docstring.
 
     ``backend`` is ``"curl_cffi"`` or ``"requests"``; by default the one yfinance itself would use
-    (``curl_cffi`` unless it is missing or ``YF_DISABLE_CURL_CFFI`` is set).
+    (``curl_cffi`` unless it is missing or ``YF_DISABLE_CURL_CFFI`` is set). ``base_url`` (the
+    Connection's host) redirects every Yahoo request there (:func:`rebase_url`).
     """
     if backend is None:
         from yfinance import _http
@@ -310,6 +329,7 @@ def make_session(
     session._mm_on_throttle = on_throttle
     session._mm_throttle_seconds = float(throttle_seconds)
     session._mm_last_throttle = float("-inf")
+    session._mm_base_url = base_url or None
     return session
 
 

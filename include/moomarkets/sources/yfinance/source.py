@@ -29,21 +29,39 @@ Raw prices are rounded to Yahoo's ``priceHint`` decimals (Yahoo serves float32 v
 suffix (no suffix = New York, 16:00; ``.T`` = Tokyo 15:30; ...), weekends dropped. One unit per batch
 of tickers (``batch_size``, default 20: yfinance makes one chart request per ticker whatever the
 batch, so the batch only sets how many mapped tasks a group has) over ``[first, last]`` date of its
-tickers' markets. A batch mixing markets takes the widest range (the union of its markets' dates);
-each ticker then keeps only its own market's dates, so no bar of a session that has not closed is
-loaded. Symbols whose market the suffix does not tell (indices ``^...``, FX/futures ``...=X``,
-crypto ``BTC-USD``, unknown suffixes) use the widest range over every known market, weekends kept,
-and keep every bar in it.
+tickers' markets. Tickers are ordered by exchange (timezone, suffix, then symbol; symbols of no
+known market last) before they are cut into batches, so an exchange's tickers share batches. A
+batch mixing markets takes the widest range (the union of its markets' dates); each ticker then
+keeps only its own market's dates, so no bar of a session that has not closed is loaded. Symbols
+whose market the suffix does not tell (indices ``^...``, FX/futures ``...=X``, crypto ``BTC-USD``,
+unknown suffixes) use the widest range over every known market, weekends kept, and keep every bar
+in it.
 
 **Failures.** yfinance swallows per-ticker errors and returns empty frames; the session records
 every chart answer per symbol, so each empty or partial ticker becomes an ``item_errors`` entry
 with its reason: unknown or delisted symbol (404, "No data found, symbol may be delisted"), rate
 limited (429; retried after a backoff, ``throttle_retries`` times, then reported), request failed,
 no trading in the interval while other tickers of the same exchange traded, or a partial series
-(a gap on days its exchange peers traded). A valid symbol with no bar in an interval where none of
-its exchange peers traded either is a holiday, not an error (unless its last trade is more than
-``STALE_DAYS`` before the interval: suspended or delisted). Limits of the peer rule: a ticker
-alone in its batch (or its exchange) cannot be checked against peers.
+(a gap on days its exchange peers traded).
+
+Then, whether or not it has peers in its batch, every ticker of a known market is checked against
+its exchange's sessions: weekdays minus that exchange's holidays in its ``exchange_calendars``
+calendar (``Market.calendar``: XNYS for US symbols, XTKS for ``.T``, ...; early-close days are
+sessions), over the dates of the interval whose close has passed, from the symbol's first trade.
+A session without a bar is an error, also for a ticker alone in its batch or exchange (a
+one-ticker group, INTC batched with 7203.T), and also when no peer in the batch has that day
+either (the reason then says so: an unscheduled closure or data Yahoo lacks). A valid symbol
+without a bar on days that are no session (weekends, exchange holidays) is not an error, unless
+its last trade is more than ``STALE_DAYS`` before the interval (suspended or delisted).
+
+Limits: days a calendar does not cover (before ``CALENDAR_START`` or its own first year, after the
+last year it records, e.g. XSHG's hard-coded holiday list) are expected from weekdays only; such a
+day is checked only for a ticker with no peer data in the batch, and its reason says
+"expected from weekdays only ... unverified: may be an exchange holiday". Symbols of no known
+market (indices, FX, crypto, unknown suffixes) have the peer rule only. The calendars do not know
+unscheduled closures (typhoons, closures announced at short notice after the library's release),
+which then fail every ticker of that exchange for the day; a thinly traded symbol that Yahoo
+leaves without a bar on a day it did not trade is reported as a gap, as the peer rule always did.
 """
 
 from __future__ import annotations
@@ -52,8 +70,10 @@ import logging
 import math
 import re
 import time as _time
+import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable
 from zoneinfo import ZoneInfo
 
@@ -83,49 +103,53 @@ PROBE_URL = "https://query2.finance.yahoo.com/v8/finance/chart/SPY"
 class Market:
     tz: str
     close: time  # latest regular close incl. closing auction, local time
+    calendar: str | None = None  # exchange_calendars name of its holiday calendar (None: weekdays only)
 
 
-US = Market("America/New_York", time(16, 0))
+US = Market("America/New_York", time(16, 0), "XNYS")  # NYSE and Nasdaq close on the same days
 _EU = time(17, 30)
 SUFFIX_MARKETS: dict[str, Market] = {
-    ".T": Market("Asia/Tokyo", time(15, 30)),
-    ".L": Market("Europe/London", time(16, 35)),
-    ".IL": Market("Europe/London", time(16, 35)),
-    ".HK": Market("Asia/Hong_Kong", time(16, 10)),
-    ".SS": Market("Asia/Shanghai", time(15, 0)),
-    ".SZ": Market("Asia/Shanghai", time(15, 0)),
-    ".KS": Market("Asia/Seoul", time(15, 30)),
-    ".KQ": Market("Asia/Seoul", time(15, 30)),
-    ".TW": Market("Asia/Taipei", time(13, 30)),
-    ".TWO": Market("Asia/Taipei", time(13, 30)),
-    ".SI": Market("Asia/Singapore", time(17, 6)),
-    ".NS": Market("Asia/Kolkata", time(15, 30)),
-    ".BO": Market("Asia/Kolkata", time(15, 30)),
-    ".AX": Market("Australia/Sydney", time(16, 12)),
-    ".NZ": Market("Pacific/Auckland", time(17, 0)),
-    ".TO": Market("America/Toronto", time(16, 0)),
-    ".V": Market("America/Toronto", time(16, 0)),
-    ".NE": Market("America/Toronto", time(16, 0)),
-    ".SA": Market("America/Sao_Paulo", time(18, 0)),
-    ".MX": Market("America/Mexico_City", time(15, 0)),
-    ".DE": Market("Europe/Berlin", _EU),
-    ".F": Market("Europe/Berlin", time(22, 0)),
-    ".PA": Market("Europe/Paris", _EU),
-    ".AS": Market("Europe/Amsterdam", _EU),
-    ".BR": Market("Europe/Brussels", _EU),
-    ".LS": Market("Europe/Lisbon", time(16, 30)),
-    ".MI": Market("Europe/Rome", _EU),
-    ".MC": Market("Europe/Madrid", _EU),
-    ".VI": Market("Europe/Vienna", _EU),
-    ".SW": Market("Europe/Zurich", _EU),
-    ".ST": Market("Europe/Stockholm", _EU),
-    ".CO": Market("Europe/Copenhagen", _EU),
-    ".HE": Market("Europe/Helsinki", time(18, 30)),
-    ".OL": Market("Europe/Oslo", _EU),
-    ".JO": Market("Africa/Johannesburg", time(17, 0)),
+    ".T": Market("Asia/Tokyo", time(15, 30), "XTKS"),
+    ".L": Market("Europe/London", time(16, 35), "XLON"),
+    ".IL": Market("Europe/London", time(16, 35), "XLON"),
+    ".HK": Market("Asia/Hong_Kong", time(16, 10), "XHKG"),
+    ".SS": Market("Asia/Shanghai", time(15, 0), "XSHG"),
+    ".SZ": Market("Asia/Shanghai", time(15, 0), "XSHG"),  # Shenzhen closes on Shanghai's holidays
+    ".KS": Market("Asia/Seoul", time(15, 30), "XKRX"),
+    ".KQ": Market("Asia/Seoul", time(15, 30), "XKRX"),  # KOSDAQ is part of KRX
+    ".TW": Market("Asia/Taipei", time(13, 30), "XTAI"),
+    ".TWO": Market("Asia/Taipei", time(13, 30), "XTAI"),  # TPEx follows TWSE's holidays
+    ".SI": Market("Asia/Singapore", time(17, 6), "XSES"),
+    ".NS": Market("Asia/Kolkata", time(15, 30), "XBOM"),  # NSE and BSE share the holiday list
+    ".BO": Market("Asia/Kolkata", time(15, 30), "XBOM"),
+    ".AX": Market("Australia/Sydney", time(16, 12), "XASX"),
+    ".NZ": Market("Pacific/Auckland", time(17, 0), "XNZE"),
+    ".TO": Market("America/Toronto", time(16, 0), "XTSE"),
+    ".V": Market("America/Toronto", time(16, 0), "XTSE"),  # TSX Venture closes on TSX's holidays
+    ".NE": Market("America/Toronto", time(16, 0), "XTSE"),  # Cboe Canada follows TSX's holidays
+    ".SA": Market("America/Sao_Paulo", time(18, 0), "BVMF"),
+    ".MX": Market("America/Mexico_City", time(15, 0), "XMEX"),
+    ".DE": Market("Europe/Berlin", _EU, "XETR"),
+    ".F": Market("Europe/Berlin", time(22, 0), "XFRA"),
+    ".PA": Market("Europe/Paris", _EU, "XPAR"),
+    ".AS": Market("Europe/Amsterdam", _EU, "XAMS"),
+    ".BR": Market("Europe/Brussels", _EU, "XBRU"),
+    ".LS": Market("Europe/Lisbon", time(16, 30), "XLIS"),
+    ".MI": Market("Europe/Rome", _EU, "XMIL"),
+    ".MC": Market("Europe/Madrid", _EU, "XMAD"),
+    ".VI": Market("Europe/Vienna", _EU, "XWBO"),
+    ".SW": Market("Europe/Zurich", _EU, "XSWX"),
+    ".ST": Market("Europe/Stockholm", _EU, "XSTO"),
+    ".CO": Market("Europe/Copenhagen", _EU, "XCSE"),
+    ".HE": Market("Europe/Helsinki", time(18, 30), "XHEL"),
+    ".OL": Market("Europe/Oslo", _EU, "XOSL"),
+    ".JO": Market("Africa/Johannesburg", time(17, 0), "XJSE"),
 }
+CALENDAR_START = "2000-01-01"  # how far back the holiday calendars are built (or their own first year)
 # Crypto and other 24h symbols close their daily bar at UTC midnight.
-_WIDEST = sorted({US, Market("UTC", time(23, 59, 59)), *SUFFIX_MARKETS.values()}, key=lambda m: (m.tz, m.close))
+_WIDEST = sorted(
+    {US, Market("UTC", time(23, 59, 59)), *SUFFIX_MARKETS.values()}, key=lambda m: (m.tz, m.close, m.calendar or "")
+)
 
 
 def market_of(ticker: str) -> Market | None:
@@ -136,6 +160,46 @@ def market_of(ticker: str) -> Market | None:
     if "." in t:
         return SUFFIX_MARKETS.get(t[t.rindex(".") :])
     return US
+
+
+def market_sort_key(ticker: str) -> tuple:
+    """Orders symbols so one exchange's tickers sit together (then by symbol): batches keep peers."""
+    t = ticker.upper()
+    m = market_of(t)
+    suffix = t[t.rindex(".") :] if m is not None and "." in t else ""
+    return (m is None, m.tz if m else "", suffix, t)
+
+
+@lru_cache(maxsize=None)
+def _calendar_sessions(name: str) -> tuple[frozenset[date], date, date]:
+    """The sessions of an exchange_calendars calendar (early closes included), and the span it knows."""
+    import exchange_calendars
+
+    with warnings.catch_warnings():  # exchange_calendars 4.13 uses pandas APIs pandas 3.1 deprecates
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            cal = exchange_calendars.get_calendar(name, start=CALENDAR_START)
+        except ValueError:  # the calendar's holidays start later: use its default span
+            cal = exchange_calendars.get_calendar(name)
+        sessions = frozenset(ts.date() for ts in cal.sessions)
+        return sessions, cal.first_session.date(), cal.last_session.date()
+
+
+def expected_sessions(ticker: str, days: set[date]) -> tuple[set[date], set[date], str | None]:
+    """Split ``days`` into the ticker's exchange sessions: (confirmed by the exchange's holiday
+    calendar, weekdays no calendar covers (its market has none, or the day is outside the span the
+    calendar knows), the calendar's name). Weekends and calendar holidays are in neither set; a
+    symbol whose market the suffix does not tell gets two empty sets.
+    """
+    m = market_of(ticker)
+    if m is None:
+        return set(), set(), None
+    weekdays = {d for d in days if d.weekday() < 5}
+    if m.calendar is None:
+        return set(), weekdays, None
+    sessions, first, last = _calendar_sessions(m.calendar)
+    covered = {d for d in weekdays if first <= d <= last}
+    return covered & sessions, weekdays - covered, m.calendar
 
 
 def dates_for(tickers: list[str], interval: Interval) -> list[date]:
@@ -271,6 +335,7 @@ class YFinanceSource(Source):
             acquire=self.acquire,
             on_throttle=self.on_throttle,
             throttle_seconds=max(self.throttle_backoff, 1.0),
+            base_url=self.credentials.host,
         )
 
     # -- planning ---------------------------------------------------------------------------
@@ -286,7 +351,8 @@ class YFinanceSource(Source):
         """One unit per ticker batch; ``business_days`` (a JPX calendar) is not used for Yahoo."""
         if dataset not in self.datasets:
             raise ConfigError(f"Yahoo Finance has no dataset {dataset!r}")
-        tickers = sorted({str(t).strip().upper() for t in params.get("tickers") or []})
+        # grouped by exchange (see market_sort_key) so a batch's tickers have peers to compare with
+        tickers = sorted({str(t).strip().upper() for t in params.get("tickers") or []}, key=market_sort_key)
         if not tickers:
             return []
         size = int(params.get("batch_size") or self.config.get("batch_size") or DEFAULT_BATCH_SIZE)
@@ -461,7 +527,7 @@ class YFinanceSource(Source):
                             "value": round(split, 10)})
         return out
 
-    def validate_credentials(self) -> None:
+    def validate_credentials(self, dataset: str | None = None) -> None:
         """Yahoo has no key: one cheap chart request proves it is reachable and not blocking us."""
         session = self._session()
         try:
@@ -570,7 +636,7 @@ def _completeness(
     end: date,
     allowed: set[date] | None,
 ) -> str | None:
-    """A gap or an empty series where exchange peers in the batch traded; a stale symbol; or None."""
+    """Why the ticker lacks bars it should have, or None (module docs: peers, then the calendar)."""
     meta = rlog.meta_for(ticker) or {}
     market = market_of(ticker)
     tz = meta.get("exchangeTimezoneName") or (market.tz if market else None)
@@ -585,23 +651,43 @@ def _completeness(
         other_tz = other_meta.get("exchangeTimezoneName") or (other_market.tz if other_market else None)
         if tz and other_tz == tz:
             peers |= own_dates[other]
-    expected = {
-        d for d in peers
-        if start <= d <= end and (allowed is None or d in allowed) and (first_trade is None or d >= first_trade)
+    candidates = {
+        d for d in (allowed if allowed is not None else _span(start, end))
+        if start <= d <= end and (first_trade is None or d >= first_trade)
     }
-    missing = expected - own
-    if missing and not own:
-        return (f"no trading in the interval: no bar while other {tz} tickers traded on {_fmt_dates(missing)}"
-                " (halted or suspended?)")
-    if missing:
-        return f"partial: no bar for {_fmt_dates(missing)} while other {tz} tickers traded (trading gap)"
-    if own or (first_trade is not None and first_trade > end):
+    missing = (peers & candidates) - own
+    # second check, and the only one for a ticker without peers: the exchange's own sessions
+    sessions, unchecked, calendar = expected_sessions(ticker, candidates)
+    off_calendar = sessions - own - missing
+    # weekdays no calendar covers: a guess, so only for a ticker with no peer data to go by
+    off_weekdays = set() if peers else unchecked - own
+    if first_trade is not None and first_trade > end:
         return None
-    last_trade = _local_date(meta.get("regularMarketTime"), tz)
-    weekdays = [d for d in (sorted(allowed) if allowed is not None else _span(start, end)) if d.weekday() < 5]
-    if last_trade is not None and weekdays and last_trade < weekdays[0] - timedelta(days=STALE_DAYS):
-        return f"no trading in the interval: last trade on {last_trade.isoformat()} (suspended or delisted?)"
-    return None
+    if not own and not missing:
+        last_trade = _local_date(meta.get("regularMarketTime"), tz)
+        weekdays = sorted(d for d in candidates if d.weekday() < 5)
+        if last_trade is not None and weekdays and last_trade < weekdays[0] - timedelta(days=STALE_DAYS):
+            return f"no trading in the interval: last trade on {last_trade.isoformat()} (suspended or delisted?)"
+    parts = []
+    if missing:
+        parts.append(
+            f"no bar while other {tz} tickers traded on {_fmt_dates(missing)}" if not own
+            else f"no bar for {_fmt_dates(missing)} while other {tz} tickers traded"
+        )
+    if off_calendar:
+        also = f" and no other {tz} ticker in the batch has a bar that day" if peers else ""
+        parts.append(f"no bar for {_fmt_dates(off_calendar)}, a session in the {calendar} exchange calendar{also}")
+    if off_weekdays:
+        basis = f"outside the span the {calendar} calendar knows" if calendar else f"no holiday calendar for {tz}"
+        parts.append(
+            f"no bar for {_fmt_dates(off_weekdays)}, expected from weekdays only ({basis}; unverified: may be an"
+            " exchange holiday)"
+        )
+    if not parts:
+        return None
+    if not own:
+        return "no trading in the interval: " + "; ".join(parts) + " (halted or suspended?)"
+    return "partial: " + "; ".join(parts) + " (trading gap)"
 
 
 def _span(start: date, end: date) -> list[date]:
