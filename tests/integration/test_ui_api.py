@@ -172,6 +172,71 @@ def test_viewer_reads_but_cannot_change_anything(client, ui_subapp):
     r = client.get(f"{PREFIX}/api/groups/ui_api_quotes", headers=headers)
     assert r.json()["is_enabled"] is True
 
+    # the page form too, with a valid CSRF token of the viewer's own session: refused, nothing written
+    from moomarkets.config import store
+    from moomarkets.db import connect
+    from moomarkets.ui.auth import Identity, csrf_valid
+
+    viewer_cookie = token("VIEWER")
+    client.cookies.set("_token", viewer_cookie)
+    page = client.get(f"{PREFIX}/groups/ui_api_quotes")
+    assert page.status_code == 200
+    csrf = csrf_from(page.text)
+    assert csrf_valid(Identity(user=None, via="cookie", session_binding=viewer_cookie), csrf)  # not a CSRF refusal
+    form = {"csrf_token": csrf, "name": "ui_viewer_group", "data_source": "jquants", "dataset": "daily_quotes",
+            "schedule": "0 19 * * 1-5", "timezone": "Asia/Tokyo", "parameters": '{"universe": "all_listed"}',
+            "is_enabled": "on"}
+    r = client.post(f"{PREFIX}/groups/new", data=form, follow_redirects=False)
+    assert r.status_code == 403, r.text[:300]
+    assert "needs permission to edit DAGs" in r.text
+    client.cookies.clear()
+    with connect() as conn:
+        assert [g.name for g in store.list_groups(conn)] == ["ui_api_quotes"]  # no ui_viewer_group
+
+
+def test_group_form_checks_edit_rights_for_the_new_dag_name(client, monkeypatch):
+    """A user who may edit DAGs in general but not the one named ``ui_locked``: the page form, like the
+    API, refuses to create a group (= a DAG) under that name."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    from moomarkets.config import store
+    from moomarkets.db import connect
+
+    am = get_auth_manager()
+    original = am.is_authorized_dag
+    asked: list[tuple[str, str | None]] = []
+
+    def is_authorized_dag(*, method, user, access_entity=None, details=None, **kw):
+        dag_id = details.id if details is not None else None
+        asked.append((method, dag_id))
+        if method == "PUT" and dag_id == "ui_locked":
+            return False
+        return original(method=method, user=user, access_entity=access_entity, details=details, **kw)
+
+    monkeypatch.setattr(am, "is_authorized_dag", is_authorized_dag)
+    session = token("ADMIN")
+    client.cookies.set("_token", session)
+    csrf = csrf_from(client.get(f"{PREFIX}/groups/new").text)
+    form = {"csrf_token": csrf, "data_source": "jquants", "dataset": "daily_quotes", "schedule": "0 19 * * 1-5",
+            "timezone": "Asia/Tokyo", "parameters": '{"universe": "all_listed"}', "is_enabled": "on"}
+    r = client.post(f"{PREFIX}/groups/new", data={**form, "name": "ui_locked"}, follow_redirects=False)
+    assert r.status_code == 403, r.text[:300]
+    assert "needs permission to edit DAGs" in r.text
+    assert ("PUT", "ui_locked") in asked
+    body = {k: v for k, v in form.items() if k != "csrf_token"} | {"name": "ui_locked", "parameters": {"universe": "all_listed"},
+                                                                       "is_enabled": True}
+    client.cookies.clear()
+    assert client.post(f"{PREFIX}/api/groups", json=body, headers=bearer()).status_code == 403  # the API agrees
+    with connect() as conn:
+        assert "ui_locked" not in [g.name for g in store.list_groups(conn)]
+    # another name is fine for the same user (same session, same CSRF token)
+    client.cookies.set("_token", session)
+    r = client.post(f"{PREFIX}/groups/new", data={**form, "name": "ui_unlocked"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"{PREFIX}/groups/ui_unlocked", re.findall(r'id="error-[^"]+">[^<]*', r.text)
+    client.cookies.clear()
+    with connect() as conn:
+        assert "ui_unlocked" in [g.name for g in store.list_groups(conn)]
+
 
 # -- API: same validation as the CLI, field by field -------------------------------------------
 def test_api_creates_and_rejects_with_field_errors(client):
@@ -414,6 +479,220 @@ def test_enable_disable_pauses_the_dag_and_runs_and_backfills_reach_airflow(clie
     r = client.post(f"{PREFIX}/api/groups/ui_api_quotes/backfills",
                     json={"from_date": "2026-03-07", "to_date": "2026-03-08"}, headers=h)  # a weekend: no runs
     assert r.status_code == 409
+
+
+def _section(html: str, start: str, end: str) -> str:
+    i = html.index(start)
+    return html[i:html.index(end, i)]
+
+
+def test_run_progress_units_errors_and_pool_usage_show_real_data(client, warehouse_url):
+    """A run recorded with the runner's own storage functions (3 units: one loaded, one failed, one
+    still running), then finished: the list, the detail page, the JSON and the source's last error
+    show it; the source's pool shows its slots and a running task."""
+    from sqlalchemy import select
+
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    from moomarkets import airflow_ops, storage
+    from moomarkets.config import store
+    from moomarkets.db import connect
+    from moomarkets.pools import pool_name, sync_pools
+    from moomarkets.sources.base import FetchUnit
+
+    error = "HTTPError: 429 Too Many Requests <retry-after=60> for 2026-03-03"
+    units = [FetchUnit(key=f"date:2026-03-0{d}", kind="dates", params={"dates": [f"2026-03-0{d}"]}).to_dict()
+             for d in (2, 3, 4)]
+    ok, bad, busy = (u["key"] for u in units)
+    run_id = "scheduled__2026-03-04T10:00:00+00:00"
+    with connect(warehouse_url) as conn:
+        with conn.transaction():
+            run_pk = storage.start_run(
+                conn, group_name="ui_api_quotes", dag_id="ui_api_quotes", run_id=run_id,
+                interval_start=datetime(2026, 3, 3, 10, tzinfo=timezone.utc),
+                interval_end=datetime(2026, 3, 4, 10, tzinfo=timezone.utc),
+                units=units, plan={"units": 3, "kinds": ["dates"]},
+            )
+        for u in units:
+            with conn.transaction():
+                storage.mark_unit_running(conn, run_pk, u)
+        with conn.transaction():
+            storage.mark_unit_done(conn, run_pk, ok, rows=1234, requests=3)
+            storage.refresh_run_progress(conn, run_pk)
+        with conn.transaction():
+            storage.mark_unit_done(conn, run_pk, bad, rows=0, requests=2, error=error)
+            storage.refresh_run_progress(conn, run_pk)
+        # no helper sets times; move them back so durations are known (10 min run, 95 s, 1 h 2 min 5 s, ~2 min)
+        conn.execute("UPDATE runs SET started_at = now() - interval '10 minutes' WHERE id = %s", (run_pk,))
+        for key, seconds in ((ok, 95), (bad, 3725)):
+            conn.execute("UPDATE run_units SET started_at = finished_at - make_interval(secs => %s)"
+                         " WHERE run_pk = %s AND unit_key = %s", (seconds, run_pk, key))
+        conn.execute("UPDATE run_units SET started_at = now() - interval '125 seconds' WHERE run_pk = %s AND unit_key = %s",
+                     (run_pk, busy))
+        conn.commit()
+
+    h = bearer("VIEWER")
+    client.cookies.set("_token", token("VIEWER"))
+
+    # -- group list: JSON and page
+    g = {x["name"]: x for x in client.get(f"{PREFIX}/api/groups", headers=h).json()}["ui_api_quotes"]
+    assert (g["last_run_status"], g["last_run_id"]) == ("running", run_id)
+    assert (g["units_total"], g["units_done"], g["units_failed"], g["rows_loaded"]) == (3, 1, 1, 1234)
+    row = _section(client.get(f"{PREFIX}/groups").text, 'data-group="ui_api_quotes"', "</tr>")
+    assert 'class="badge running">running<' in row
+    assert "1/3 units" in row and ">1 failed<" in row
+    assert re.search(r'class="num rows">\s*1,234\s*<', row), row
+    assert "width:33%" in row
+
+    # -- runs JSON: per-unit status, rows, duration, error
+    r = client.get(f"{PREFIX}/api/groups/ui_api_quotes/runs", headers=h)
+    assert r.status_code == 200, r.text
+    [run] = r.json()
+    assert (run["run_id"], run["status"], run["units_done"], run["units_failed"], run["rows_loaded"]) == (
+        run_id, "running", 1, 1, 1234)
+    assert 600 <= run["seconds"] < 700
+    got = {u["unit_key"]: u for u in run["units"]}
+    assert list(got) == [ok, bad, busy]
+    assert [(got[k]["status"], got[k]["rows"], got[k]["requests"], got[k]["attempts"]) for k in (ok, bad, busy)] == [
+        ("success", 1234, 3, 1), ("failed", 0, 2, 1), ("running", 0, 0, 1)]
+    assert got[ok]["seconds"] == pytest.approx(95, abs=0.01) and got[ok]["error"] is None
+    assert got[bad]["seconds"] == pytest.approx(3725, abs=0.01) and got[bad]["error"] == error
+    assert 125 <= got[busy]["seconds"] < 200  # still running: the time so far
+    assert client.get(f"{PREFIX}/api/groups/nope/runs", headers=h).status_code == 404
+
+    # -- group detail page: the run and each unit, the error escaped
+    runs = _section(client.get(f"{PREFIX}/groups/ui_api_quotes").text, '<table id="runs">', "</main>")
+    assert run_id in runs and 'class="badge running">running<' in runs
+    assert re.search(r">1/3 <span class=\"badge bad\">1 failed</span>", runs), runs
+    assert re.search(r"10 min \d+ s", runs)
+    unit_rows = dict(re.findall(r"<tr><td><code>([^<]+)</code></td>(.*?)</tr>", runs, re.S))
+    assert list(unit_rows) == [ok, bad, busy]
+    assert 'badge success">success<' in unit_rows[ok] and ">1,234<" in unit_rows[ok] and ">1 min 35 s<" in unit_rows[ok]
+    assert 'badge failed">failed<' in unit_rows[bad] and ">1 h 2 min<" in unit_rows[bad]
+    assert "HTTPError: 429 Too Many Requests &lt;retry-after=60&gt; for 2026-03-03" in unit_rows[bad]
+    assert "<retry-after" not in runs
+    assert 'badge running">running<' in unit_rows[busy] and re.search(r">2 min \d+ s<", unit_rows[busy])
+
+    # -- the source's last error: the failed unit, while its run still goes on
+    last = client.get(f"{PREFIX}/api/sources/jquants", headers=h).json()["last_error"]
+    assert last is not None
+    assert (last["group_name"], last["run_id"], last["status"], last["unit_key"]) == ("ui_api_quotes", run_id, "failed", bad)
+    assert last["error"] == f"{bad}: {error}"
+    page = client.get(f"{PREFIX}/sources/jquants").text
+    assert "No failed runs." not in page
+    assert f"{bad}: HTTPError: 429 Too Many Requests &lt;retry-after=60&gt;" in page and "still running" in page
+    row = _section(client.get(f"{PREFIX}/sources").text, 'data-source="jquants"', "</tr>")
+    assert "429 Too Many Requests &lt;retry-after=60&gt;" in row
+
+    # -- the last unit loads and the run closes: partial, 2/3, the run's error is now the last error
+    with connect(warehouse_url) as conn, conn.transaction():
+        storage.mark_unit_done(conn, run_pk, busy, rows=10, requests=1)
+        summary = storage.finish_run(conn, run_pk)
+    assert summary["status"] == "partial"
+    g = {x["name"]: x for x in client.get(f"{PREFIX}/api/groups", headers=h).json()}["ui_api_quotes"]
+    assert (g["last_run_status"], g["units_done"], g["units_failed"], g["rows_loaded"]) == ("partial", 2, 1, 1244)
+    assert g["last_error"] == f"{bad}: {error}"
+    row = _section(client.get(f"{PREFIX}/groups").text, 'data-group="ui_api_quotes"', "</tr>")
+    assert "2/3 units" in row and 'class="badge partial">partial<' in row and "1,244" in row
+    last = client.get(f"{PREFIX}/api/sources/jquants", headers=h).json()["last_error"]
+    assert (last["status"], last["unit_key"], last["error"]) == ("partial", None, f"{bad}: {error}")
+    runs = _section(client.get(f"{PREFIX}/groups/ui_api_quotes").text, '<table id="runs">', "</main>")
+    assert 'badge partial">partial<' in runs and "1,244" in runs
+
+    # -- the pool: synced into Airflow, then one of the group's tasks runs in it
+    with connect(warehouse_url) as conn:
+        sync_pools(store.list_sources(conn))
+    pool = pool_name("jquants")
+    before = client.get(f"{PREFIX}/api/sources/jquants/pool", headers=h).json()
+    assert before["name"] == pool and before["exists"] is True and before["slots"] == 2
+    assert before["open"] == 2 - before["running"] - before["queued"]
+    sync_dags()
+    dag_run_id = airflow_ops.trigger_run("ui_api_quotes", user_name="test")
+    try:
+        with create_session() as s:
+            ti = s.scalars(select(TaskInstance).where(TaskInstance.dag_id == "ui_api_quotes",
+                                                      TaskInstance.run_id == dag_run_id,
+                                                      TaskInstance.pool == pool)).first()
+            assert ti is not None, "no task of the group's DAG uses the source's pool"
+            ti.state = TaskInstanceState.RUNNING
+        usage = client.get(f"{PREFIX}/api/sources/jquants/pool", headers=h).json()
+        assert usage == {**before, "running": before["running"] + 1, "open": before["open"] - 1}
+        detail = client.get(f"{PREFIX}/sources/jquants").text
+        assert (f"<code>{pool}</code>:\n    2 slot(s), {usage['running']} running, {usage['queued']} queued, "
+                f"{usage['open']} open") in detail
+        row = _section(client.get(f"{PREFIX}/sources").text, 'data-source="jquants"', "</tr>")
+        assert f"2 slot(s): {usage['running']} running, {usage['queued']} queued" in row
+        assert "pool missing" not in row
+    finally:
+        with create_session() as s:
+            s.delete(s.scalar(select(DagRun).where(DagRun.dag_id == "ui_api_quotes", DagRun.run_id == dag_run_id)))
+    client.cookies.clear()
+
+
+def test_backfill_form_creates_an_airflow_backfill_and_rejects_a_reversed_range(client, warehouse_url):
+    from sqlalchemy import func, select
+
+    from airflow.models.backfill import Backfill
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    from moomarkets.config import store
+    from moomarkets.db import connect
+
+    dag_id = "ui_page_backfill"  # its own DAG: the API test leaves a backfill of ui_api_quotes running
+    with connect(warehouse_url) as conn:
+        store.import_config(conn, {"job_groups": [
+            {"name": dag_id, "data_source": "jquants", "dataset": "daily_quotes", "schedule": "0 19 * * 1-5",
+             "timezone": "Asia/Tokyo", "parameters": {"universe": "all_listed"}, "is_enabled": True}]})
+    sync_dags()
+
+    def backfills() -> list[Backfill]:
+        with create_session() as s:
+            return list(s.scalars(select(Backfill).where(Backfill.dag_id == dag_id)))
+
+    assert backfills() == []
+    client.cookies.set("_token", token("USER"))
+    page = client.get(f"{PREFIX}/groups/{dag_id}")
+    assert page.status_code == 200 and 'id="backfill-form"' in page.text
+    csrf = csrf_from(page.text)
+    url = f"{PREFIX}/groups/{dag_id}/backfill"
+
+    # reversed: the form comes back with the error next to the To field, the user's dates kept
+    form = {"csrf_token": csrf, "from_date": "2026-03-06", "to_date": "2026-03-02", "reprocess_behavior": "none",
+            "max_active_runs": "2"}
+    r = client.post(url, data=form, follow_redirects=False)
+    assert r.status_code == 422, r.text[:300]
+    m = re.search(r'<div class="field-error" id="error-to_date">([^<]+)</div>', r.text)
+    assert m and "before From" in m.group(1) and "2026-03-06" in m.group(1), r.text
+    assert 'value="2026-03-06"' in r.text and 'value="2026-03-02"' in r.text
+    assert 'id="max_active_runs" name="max_active_runs" value="2"' in r.text
+    r = client.post(url, data={**form, "from_date": "March 2nd"}, follow_redirects=False)
+    assert r.status_code == 422 and 'id="error-from_date"' in r.text and "YYYY-MM-DD" in r.text
+    assert backfills() == []
+
+    # a valid range: Mon 2026-03-02 .. Fri 2026-03-06 in Tokyo, five runs
+    r = client.post(url, data={**form, "from_date": "2026-03-02", "to_date": "2026-03-06"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"{PREFIX}/groups/{dag_id}"
+    [bf] = backfills()
+    shown = client.get(r.headers["location"]).text
+    assert f"Backfill {bf.id} created: 5 run(s) for 2026-03-02 to 2026-03-06." in shown
+    # Airflow selects by logical date (interval start): Fri 27 Feb 19:00 JST .. Thu 5 Mar 19:00 JST
+    utc = ZoneInfo("UTC")
+    as_utc = lambda d: (d if d.tzinfo else d.replace(tzinfo=utc)).astimezone(utc)  # noqa: E731
+    assert as_utc(bf.from_date) == datetime(2026, 2, 27, 10, tzinfo=utc)
+    assert as_utc(bf.to_date) == datetime(2026, 3, 5, 10, tzinfo=utc)
+    assert bf.max_active_runs == 2
+    with create_session() as s:
+        ends = s.scalars(select(DagRun.data_interval_end).where(DagRun.dag_id == dag_id, DagRun.run_type == "backfill")
+                         .order_by(DagRun.data_interval_end)).all()
+        assert s.scalar(select(func.count()).select_from(DagRun).where(DagRun.backfill_id == bf.id)) == 5
+    tokyo = ZoneInfo("Asia/Tokyo")
+    assert [(as_utc(e).astimezone(tokyo).date().isoformat(), as_utc(e).astimezone(tokyo).hour) for e in ends] == [
+        (f"2026-03-0{d}", 19) for d in range(2, 7)]
+    client.cookies.clear()
 
 
 # -- secrets --------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from moomarkets.ui.auth import (
     page_identity,
     page_reader,
     page_requires,
+    require_page,
 )
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -204,6 +205,8 @@ async def group_new(request: Request, ident: Identity = Depends(page_requires("e
 @router.post("/groups/new", name="group_create", response_class=HTMLResponse)
 async def group_create(request: Request, ident: Identity = Depends(page_requires("edit"))):
     form = await _form(request, ident)
+    # per-DAG rights for the new name, as the API's POST /api/groups (the dependency only saw no name)
+    require_page(ident, "edit", form.get("name", "").strip() or None)
 
     def work(conn):
         try:
@@ -224,9 +227,15 @@ async def group_create(request: Request, ident: Identity = Depends(page_requires
                     name=outcome.value.name)
 
 
-@router.get("/groups/{name}", name="group_page", response_class=HTMLResponse)
-async def group_page(request: Request, name: str, ident: Identity = Depends(page_requires("read"))):
-
+async def _group_detail(
+    request: Request,
+    name: str,
+    ident: Identity,
+    *,
+    status_code: int = 200,
+    backfill_values: dict[str, str] | None = None,
+    backfill_errors: dict[str, str] | None = None,
+) -> HTMLResponse:
     def load(conn):
         group = queries.get_group(conn, name)
         runs = queries.group_runs(conn, name)
@@ -241,11 +250,19 @@ async def group_page(request: Request, name: str, ident: Identity = Depends(page
     except Exception:  # noqa: BLE001
         upcoming = []
     today = date.today()
+    values = {"from_date": (today - timedelta(days=7)).isoformat(), "to_date": (today - timedelta(days=1)).isoformat(),
+              "reprocess_behavior": "none", "max_active_runs": "1"}
+    values.update(backfill_values or {})
     return render(
-        request, "group_detail.html", ident, group=group, runs=runs, state=states.get(name), upcoming=upcoming,
-        can_edit=is_allowed(ident, "edit", name), can_run=is_allowed(ident, "run", name), nav="groups",
-        backfill_defaults={"from": (today - timedelta(days=7)).isoformat(), "to": (today - timedelta(days=1)).isoformat()},
+        request, "group_detail.html", ident, status_code=status_code, group=group, runs=runs, state=states.get(name),
+        upcoming=upcoming, can_edit=is_allowed(ident, "edit", name), can_run=is_allowed(ident, "run", name),
+        nav="groups", backfill=values, backfill_errors=backfill_errors or {},
     )
+
+
+@router.get("/groups/{name}", name="group_page", response_class=HTMLResponse)
+async def group_page(request: Request, name: str, ident: Identity = Depends(page_requires("read"))):
+    return await _group_detail(request, name, ident)
 
 
 @router.get("/groups/{name}/edit", name="group_edit", response_class=HTMLResponse)
@@ -309,21 +326,46 @@ async def group_run(request: Request, name: str, ident: Identity = Depends(page_
     return redirect(request, "group_page", [f"Queued run {outcome.value}.", *outcome.notes], name=name)
 
 
-@router.post("/groups/{name}/backfill", name="group_backfill")
+def _backfill_form(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The Backfill form's values, parsed; errors by field (the page shows them next to the field)."""
+    errors: dict[str, str] = {}
+    parsed: dict[str, Any] = {}
+    for f, label in (("from_date", "From"), ("to_date", "To")):
+        text = form.get(f, "").strip()
+        try:
+            parsed[f] = date.fromisoformat(text)
+        except ValueError:
+            errors[f] = f"{label}: give a date as YYYY-MM-DD" + (f" (got {text!r})" if text else "")
+    if not errors and parsed["from_date"] > parsed["to_date"]:
+        errors["to_date"] = (f"To ({parsed['to_date']}) is before From ({parsed['from_date']}): "
+                             "choose a date on or after From")
+    try:
+        parsed["max_active_runs"] = int(form.get("max_active_runs") or 1)
+        if not 1 <= parsed["max_active_runs"] <= 32:
+            raise ValueError
+    except ValueError:
+        errors["max_active_runs"] = "Parallel runs: a whole number from 1 to 32"
+    parsed["reprocess_behavior"] = form.get("reprocess_behavior") or "none"
+    if parsed["reprocess_behavior"] not in ("none", "failed", "completed"):
+        errors["reprocess_behavior"] = "choose skip, redo failed or redo all"
+    return parsed, errors
+
+
+@router.post("/groups/{name}/backfill", name="group_backfill", response_class=HTMLResponse)
 async def group_backfill(request: Request, name: str, ident: Identity = Depends(page_requires("run"))):
     from moomarkets.airflow_ops import AirflowOpError
 
     form = await _form(request, ident)
-    try:
-        from_date = date.fromisoformat(form.get("from_date", ""))
-        to_date = date.fromisoformat(form.get("to_date", ""))
-        max_active = int(form.get("max_active_runs") or 1)
-    except ValueError:
-        return redirect(request, "group_page", ["Backfill not created: give both dates (YYYY-MM-DD) and a number of parallel runs."], name=name)
+    parsed, errors = _backfill_form(form)
+    if errors:
+        values = {k: form.get(k, "") for k in ("from_date", "to_date", "reprocess_behavior", "max_active_runs")}
+        return await _group_detail(request, name, ident, status_code=422, backfill_values=values,
+                                   backfill_errors=errors)
+    from_date, to_date = parsed["from_date"], parsed["to_date"]
     try:
         outcome = await run_in_threadpool(
             _call, actions.backfill, name, from_date=from_date, to_date=to_date,
-            reprocess_behavior=form.get("reprocess_behavior") or "none", max_active_runs=max_active,
+            reprocess_behavior=parsed["reprocess_behavior"], max_active_runs=parsed["max_active_runs"],
             user_name=ident.name,
         )
     except AirflowOpError as exc:

@@ -33,16 +33,27 @@ def _kind_info(src: DataSource) -> dict[str, Any]:
 
 
 def source_last_errors(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
-    """The most recent failed or partial run of any group of each source (its error and when)."""
+    """Each source's most recent error: a failed or partial run of any of its groups, or, while a
+    run is still going, a unit of it that already failed (its ``unit_key`` is then set)."""
     rows = conn.execute(
         """
-        SELECT DISTINCT ON (s.code) s.code, r.group_name, r.run_id, r.status, r.error,
-               coalesce(r.finished_at, r.started_at) AS at
-          FROM runs r
-          JOIN job_groups g ON g.name = r.group_name
+        WITH errors AS (
+            SELECT r.group_name, r.run_id, r.status, r.error, NULL::text AS unit_key,
+                   coalesce(r.finished_at, r.started_at) AS at, r.id AS run_pk
+              FROM runs r
+             WHERE r.status IN ('failed', 'partial') AND r.error IS NOT NULL
+            UNION ALL
+            SELECT r.group_name, r.run_id, u.status, u.unit_key || ': ' || u.error, u.unit_key,
+                   coalesce(u.finished_at, u.started_at, r.started_at), r.id
+              FROM run_units u
+              JOIN runs r ON r.id = u.run_pk
+             WHERE r.status = 'running' AND u.status = 'failed' AND u.error IS NOT NULL
+        )
+        SELECT DISTINCT ON (s.code) s.code, e.group_name, e.run_id, e.status, e.error, e.unit_key, e.at
+          FROM errors e
+          JOIN job_groups g ON g.name = e.group_name
           JOIN data_sources s ON s.id = g.data_source_id
-         WHERE r.status IN ('failed', 'partial') AND r.error IS NOT NULL
-         ORDER BY s.code, r.started_at DESC, r.id DESC
+         ORDER BY s.code, e.at DESC, e.run_pk DESC
         """
     ).fetchall()
     return {r["code"]: dict(r) for r in rows}
@@ -152,7 +163,8 @@ def group_runs(conn: psycopg.Connection, name: str, limit: int = 15, units_per_r
     units = conn.execute(
         """
         SELECT run_pk, unit_key, status, rows, requests, attempts, error, started_at, finished_at,
-               extract(epoch FROM finished_at - started_at) AS seconds
+               extract(epoch FROM coalesce(finished_at, CASE WHEN status = 'running' THEN now() END)
+                                  - started_at) AS seconds
           FROM (SELECT u.*, row_number() OVER (PARTITION BY run_pk ORDER BY unit_key) AS n
                   FROM run_units u WHERE run_pk = ANY(%s)) x
          WHERE n <= %s ORDER BY run_pk, unit_key
