@@ -159,6 +159,20 @@ def test_api_key_never_reaches_logs_or_run_records(group_env, fake, capfd):
     assert "bad request for key ***" in error
 
 
+def test_connection_key_is_registered_with_airflows_secrets_masker(monkeypatch):
+    """The client redacts its own messages; this checks the second line of defence on its own:
+    any log line or rendered text that still carried the key is masked by Airflow."""
+    from airflow.sdk.log import redact
+
+    from moomarkets.factory import _credentials
+
+    key = "zz-masker-key-5521"
+    assert redact(f"calling with {key}") == f"calling with {key}"  # not known to the masker yet
+    monkeypatch.setenv("AIRFLOW_CONN_JQ_MASKED", json.dumps({"conn_type": "jquants", "password": key}))
+    assert _credentials("jq_masked").secret == key
+    assert redact(f"calling with {key}") == "calling with ***"
+
+
 def test_low_rate_limit_run_completes_with_zero_429s(warehouse_url, airflow_db, monkeypatch, tmp_path):
     from moomarkets.sources.jquants.fake import FakeConfig, running_fake
 
