@@ -4,7 +4,7 @@ a trading gap are recorded as failures with their reasons, and the run does not 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -40,6 +40,8 @@ def test_yfinance_group_through_dag_test(warehouse_url, airflow_db, monkeypatch,
     with connect(warehouse_url) as conn:
         store.import_config(conn, yaml.safe_load(CONFIG))
     dag = DagBag(dag_folder=str(ROOT / "dags")).dags["us_quotes"]
+    for task in dag.tasks:  # a retry (if any) after 1-2 s, not the product's minutes (see test_group_run)
+        task.retry_delay, task.max_retry_delay = timedelta(seconds=1), timedelta(seconds=2)
     with replaying(FIXTURES / "delisted.json", FIXTURES / "trading_gap.json", FIXTURES / "normal_batch.json"):
         # (Mon 2026-03-09 17:00, Fri 2026-03-13 17:00] New York: the sessions of Tue 10th .. Fri 13th
         run = dag.test(logical_date=datetime(2026, 3, 13, 18, 0, tzinfo=NEW_YORK))
