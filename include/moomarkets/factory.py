@@ -13,7 +13,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, get_current_context, get_parsing_context, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, get_current_context, get_parsing_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.sdk import TriggerRule
 
@@ -40,6 +40,16 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+def dataset_asset(source_code: str, dataset: str) -> Asset:
+    """The Airflow asset a group updates: ``moomarkets://<source>/<dataset>`` (one per warehouse
+    table and source, shared by every group loading it). An event is emitted only when a run loaded
+    every unit, so a downstream DAG scheduled on it never starts on a partial load; the event's
+    ``extra`` names the group, the data interval and the rows loaded."""
+    return Asset(
+        uri=f"moomarkets://{source_code}/{dataset}", name=f"moomarkets.{source_code}.{dataset}", group="moomarkets"
+    )
+
+
 def _doc_md(spec: GroupSpec) -> str:
     g, s = spec.group, spec.source
     params = "\n".join(f"- `{k}`: `{v}`" for k, v in sorted(g.parameters.items())) or "- (none)"
@@ -47,7 +57,8 @@ def _doc_md(spec: GroupSpec) -> str:
         f"## {g.name}\n\n{g.description or '(no description)'}\n\n"
         f"| | |\n|---|---|\n| Source | `{s.code}` ({s.name}, kind `{s.kind}`, connection `{s.conn_id}`) |\n"
         f"| Dataset | `{g.dataset}` |\n| Schedule | `{g.schedule}` ({g.timezone}), data intervals |\n"
-        f"| Pool | `{pool_name(s.code)}` |\n| Enabled | {g.is_enabled} |\n\n"
+        f"| Pool | `{pool_name(s.code)}` |\n| Enabled | {g.is_enabled} |\n"
+        f"| Asset | `moomarkets://{s.code}/{g.dataset}` (updated by each complete run) |\n\n"
         f"**Parameters**\n\n{params}\n\n"
         "Each run loads the trading days whose close falls in its data interval; reruns and "
         "backfills upsert, never duplicate. Managed by `moomarkets`; edit the group there, not here."
@@ -143,7 +154,9 @@ def build_group_dag(spec: GroupSpec) -> DAG:
                     raise AirflowFailException(runner.scrub(str(exc), credentials.secret)) from None
                 raise
 
-        @task(task_id="record_run", trigger_rule=TriggerRule.ALL_DONE, retries=2)
+        asset = dataset_asset(source.code, group.dataset)
+
+        @task(task_id="record_run", trigger_rule=TriggerRule.ALL_DONE, retries=2, outlets=[asset])
         def record_run(**context: Any) -> dict[str, Any]:
             """Close the run record: per-unit rows and failures, the group's status."""
             summary = runner.record_run(dag_id=dag_id, run_id=context["run_id"], url=url_env())
@@ -156,6 +169,13 @@ def build_group_dag(spec: GroupSpec) -> DAG:
                     f"{summary['units_failed']} of {summary['units_total']} unit(s) failed "
                     f"({', '.join(summary['failed_units'][:10])}); {summary['rows_loaded']} rows loaded by the others"
                 )
+            context["outlet_events"][asset].extra = {
+                "group": group.name,
+                "data_interval_start": context["data_interval_start"].isoformat(),
+                "data_interval_end": context["data_interval_end"].isoformat(),
+                "units": summary["units_total"],
+                "rows_loaded": summary["rows_loaded"],
+            }
             return summary
 
         units = plan_units()

@@ -81,6 +81,20 @@ def expected_keys(day: date) -> set[tuple]:
     return {(r["Code"], r["Date"]) for r in daily_bars_for_date(day)}
 
 
+def asset_events(dag_id: str, run_id: str) -> list[tuple[str, dict]]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetModel.uri, AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run_id)
+        ).all()
+    return [(uri, dict(extra or {})) for uri, extra in rows]
+
+
 def test_run_loads_exactly_the_fake_rows_and_rerun_changes_nothing(group_env, fake):
     _, state = fake
     dag = get_dag("jp_daily_quotes")
@@ -98,6 +112,11 @@ def test_run_loads_exactly_the_fake_rows_and_rerun_changes_nothing(group_env, fa
             "SELECT last_run_status, units_total, units_done, units_failed, rows_loaded FROM job_group_status"
         ).fetchone()
     assert status == ("success", 1, 1, 0, len(want))
+    # a complete run updates the dataset's Airflow asset, for downstream DAGs to schedule on
+    [(uri, extra)] = asset_events("jp_daily_quotes", run.run_id)
+    assert uri == "moomarkets://jquants/daily_quotes"
+    assert extra["group"] == "jp_daily_quotes" and extra["rows_loaded"] == len(want) and extra["units"] == 1
+    assert extra["data_interval_end"].startswith("2026-11-20T10:00:00")  # Fri 19:00 Tokyo
 
     requests_before = len(state.requests)
     run2 = dag.test(logical_date=datetime(2026, 11, 20, 20, 0, tzinfo=TOKYO))
@@ -115,6 +134,7 @@ def test_failing_unit_is_recorded_and_others_still_load(group_env, fake):
     state.inject("400", 1, message="This API requires at least 1 parameter as follows; 'date','code'.")
     run = dag.test(logical_date=datetime(2026, 11, 20, 20, 0, tzinfo=TOKYO))
     assert run.state == "failed"  # a run never reports success while a unit lacks data
+    assert asset_events("jp_daily_quotes", run.run_id) == []  # no asset event on a partial load
     with psycopg.connect(group_env) as conn:
         units = dict(conn.execute("SELECT unit_key, status FROM run_units").fetchall())
         error = conn.execute("SELECT error FROM run_units WHERE status = 'failed'").fetchone()[0]
