@@ -325,9 +325,9 @@ def _connection_exists(conn_id: str) -> bool | None:
 
 
 def _check_now(src: DataSource) -> CredentialCheck:
-    from moomarkets.errors import AuthError, PlanNotCoveredError
+    from moomarkets import settings
+    from moomarkets.credentials import check_source_credentials
     from moomarkets.factory import _credentials  # the exact translation the tasks use
-    from moomarkets.sources.registry import get_source_class
 
     exists = _connection_exists(src.conn_id)
     missing = f"Airflow connection {src.conn_id!r} does not exist"
@@ -335,37 +335,20 @@ def _check_now(src: DataSource) -> CredentialCheck:
         creds = _credentials(src.conn_id)
     except Exception as exc:  # noqa: BLE001
         return CredentialCheck(None, f"could not read Airflow connection {src.conn_id!r} ({type(exc).__name__})")
-    secret = creds.secret
-
-    def clean(text: str) -> str:
-        return text.replace(secret, "***") if secret else text
-
-    from moomarkets import settings
-    from moomarkets.errors import RateLimitTimeout
-    from moomarkets.ratelimit import SourceRateLimiter
-
-    cls = get_source_class(src.kind)
-    try:
-        # the check is a real request on the source's key: it waits its turn in the shared limit
-        limiter = SourceRateLimiter(src.code, cls.rate_limit(src.config), settings.database_url(), timeout=8.0)
-    except Exception as exc:  # noqa: BLE001
-        return CredentialCheck(None, f"not checked: the rate limiter is unavailable ({type(exc).__name__})")
-    try:
-        with limiter:
-            cls(src.code, src.config, creds, acquire=limiter.acquire, on_throttle=limiter.penalize).validate_credentials()
-    except RateLimitTimeout:
-        return CredentialCheck(None, "not checked yet: the source's rate limit is fully used by running tasks")
-    except AuthError as exc:
-        prefix = f"{missing}; " if exists is False else ""
-        return CredentialCheck(False, clean(f"{prefix}credentials rejected: {exc}"))
-    except PlanNotCoveredError as exc:
-        return CredentialCheck(False, clean(f"the plan does not cover this data: {exc}"))
-    except Exception as exc:  # noqa: BLE001 - network trouble: undecided, not "bad key"
-        prefix = f"{missing}; " if exists is False else ""
-        return CredentialCheck(None, clean(f"{prefix}could not reach the API: {type(exc).__name__}: {exc}")[:300])
-    if exists is False:
-        return CredentialCheck(True, f"valid without credentials ({missing}; this source needs no key)")
-    return CredentialCheck(True, "credentials are valid")
+    ok, reason, detail = check_source_credentials(src.kind, src.code, src.config, creds, db_url=settings.database_url())
+    prefix = f"{missing}; " if exists is False else ""
+    if reason == "valid":
+        if exists is False:
+            return CredentialCheck(True, f"valid without credentials ({missing}; this source needs no key)")
+        return CredentialCheck(True, "credentials are valid")
+    message = {
+        "rejected": f"{prefix}credentials rejected: {detail}",
+        "not_covered": f"the plan does not cover this data: {detail}",
+        "busy": "not checked yet: the source's rate limit is fully used by running tasks",
+        "no_limiter": f"not checked: the rate limiter is unavailable ({detail})",
+        "unreachable": f"{prefix}could not reach the API: {detail}",
+    }[reason]
+    return CredentialCheck(ok, message)
 
 
 def check_credentials(src: DataSource, *, timeout: float = 10.0, max_age: float = 300.0, force: bool = False) -> CredentialCheck:

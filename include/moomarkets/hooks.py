@@ -11,7 +11,6 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from moomarkets.errors import AuthError, MooMarketsError, PlanNotCoveredError
 from moomarkets.sources.base import Credentials
 
 
@@ -42,48 +41,30 @@ class _SourceHook(BaseHook):
             return None
         return rows[0] if rows else None
 
-    def get_source(self, config: dict[str, Any] | None = None, **limits: Any):
-        from moomarkets.sources.registry import get_source_class
-
-        cls = get_source_class(self.source_kind)
-        return cls(self.source_kind, config or {}, self.credentials(), **limits)
-
     def test_connection(self) -> tuple[bool, str]:
         """One cheap request; when a data source uses this connection, it waits its turn in that
         source's shared rate limit like every task request (a Test click never causes a 429)."""
-        from contextlib import ExitStack
-
         from moomarkets import settings
-        from moomarkets.errors import RateLimitTimeout
-        from moomarkets.ratelimit import SourceRateLimiter
-        from moomarkets.sources.registry import get_source_class
+        from moomarkets.credentials import check_source_credentials
 
-        with ExitStack() as stack:
-            src = self._configured_source()
-            limits: dict[str, Any] = {}
-            if src is not None:
-                rates = get_source_class(src.kind).rate_limit(src.config)
-                limiter = stack.enter_context(
-                    SourceRateLimiter(src.code, rates, settings.database_url(), timeout=10.0)
-                )
-                limits = {"acquire": limiter.acquire, "on_throttle": limiter.penalize}
-            source = self.get_source(src.config if src is not None else None, **limits)
-            secret = source.credentials.secret
-            try:
-                source.validate_credentials()
-            except RateLimitTimeout:
-                return False, f"Not tested: the {src.code if src else ''} rate limit is fully used by running tasks; try again"
-            except AuthError as exc:
-                return False, _clean(f"Credentials rejected: {exc}", secret)
-            except PlanNotCoveredError as exc:
-                return False, _clean(f"Key is valid but the plan does not cover this data: {exc}", secret)
-            except MooMarketsError as exc:
-                return False, _clean(f"Could not reach the API: {exc}", secret)
-        return True, f"{self.hook_name}: credentials are valid"
-
-
-def _clean(message: str, secret: str | None) -> str:
-    return message.replace(secret, "***") if secret else message
+        src = self._configured_source()
+        if src is None:
+            ok, reason, detail = check_source_credentials(
+                self.source_kind, self.source_kind, {}, self.credentials(), db_url=None
+            )
+        else:
+            ok, reason, detail = check_source_credentials(
+                src.kind, src.code, src.config, self.credentials(), db_url=settings.database_url()
+            )
+        if ok:
+            return True, f"{self.hook_name}: credentials are valid"
+        return False, {
+            "rejected": f"Credentials rejected: {detail}",
+            "not_covered": f"Key is valid but the plan does not cover this data: {detail}",
+            "busy": f"Not tested: the {src.code if src else ''} rate limit is fully used by running tasks; try again",
+            "no_limiter": f"Not tested: the shared rate limit is unavailable ({detail})",
+            "unreachable": f"Could not reach the API: {detail}",
+        }[reason]
 
 
 class JQuantsHook(_SourceHook):

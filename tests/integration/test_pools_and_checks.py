@@ -77,3 +77,25 @@ def test_credential_check_takes_a_token_from_the_shared_limit(airflow_db, wareho
     with psycopg.connect(warehouse_url) as conn:
         (granted,) = conn.execute('SELECT count(*) FROM "ratelimit___mm_pooltest"').fetchone()
     assert granted == 2  # each check made exactly one request, and each took a token first
+
+
+def test_credential_check_never_overruns_a_used_up_limit(warehouse_url, monkeypatch):
+    from moomarkets import credentials
+    from moomarkets.ratelimit import SourceRateLimiter
+    from moomarkets.sources.base import Credentials
+    from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+
+    monkeypatch.setattr(credentials, "LIMITER_TIMEOUT", 0.5)
+    with SourceRateLimiter("busy", "1/minute", warehouse_url) as limiter:
+        limiter.acquire()  # a running task took the only token of this minute
+    with running_fake(FakeConfig(api_key="k-9")) as (base_url, state):
+        outcome = credentials.check_source_credentials(
+            "jquants", "busy", {"rate_limit": "1/minute"}, Credentials(secret="k-9", host=base_url), db_url=warehouse_url
+        )
+        assert outcome == (None, "busy", "")
+        assert state.count() == 0  # no request left for the API
+        outcome = credentials.check_source_credentials(
+            "jquants", "other", {"rate_limit": "1/minute"}, Credentials(secret="bad-k", host=base_url), db_url=warehouse_url
+        )
+        assert outcome.ok is False and outcome.reason == "rejected" and "bad-k" not in outcome.detail
+        assert state.count() == 1
