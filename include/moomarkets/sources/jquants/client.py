@@ -55,8 +55,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.jquants.com/v2"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _KIND_LABEL = {"server": "server error", "malformed": "malformed response", "network": "network error"}
-VALIDATE_PATH = "/equities/master"
-VALIDATE_PARAMS = {"code": "72030"}
 # validate_credentials(dataset): ONE request (pages are not followed) to the dataset's own
 # endpoint. No dates, so the server answers within whatever date window the plan has (a date
 # outside it would be a 403 about dates, not about the API); a 403 then means the plan does not
@@ -68,6 +66,7 @@ VALIDATE_CALLS: dict[str, tuple[str, dict[str, str]]] = {
     "trading_calendar": ("/markets/calendar", {}),
     "index_quotes": ("/indices/bars/daily", {"code": "0000"}),  # TOPIX
 }
+DEFAULT_VALIDATE_DATASET = "listed_info"  # on every plan: the check made when no dataset is named
 
 
 def _server_message(resp: requests.Response) -> str:
@@ -178,7 +177,7 @@ class JQuantsClient:
         Network trouble is retried once only, so a wrong host answers quickly.
         """
         if dataset is None:
-            path, params = VALIDATE_PATH, VALIDATE_PARAMS
+            path, params = VALIDATE_CALLS[DEFAULT_VALIDATE_DATASET]
         elif dataset in VALIDATE_CALLS:
             path, params = VALIDATE_CALLS[dataset]
         else:

@@ -655,14 +655,14 @@ def _completeness(
         d for d in (allowed if allowed is not None else _span(start, end))
         if start <= d <= end and (first_trade is None or d >= first_trade)
     }
+    if first_trade is not None and first_trade > end:
+        return None
     missing = (peers & candidates) - own
     # second check, and the only one for a ticker without peers: the exchange's own sessions
     sessions, unchecked, calendar = expected_sessions(ticker, candidates)
     off_calendar = sessions - own - missing
     # weekdays no calendar covers: a guess, so only for a ticker with no peer data to go by
     off_weekdays = set() if peers else unchecked - own
-    if first_trade is not None and first_trade > end:
-        return None
     if not own and not missing:
         last_trade = _local_date(meta.get("regularMarketTime"), tz)
         weekdays = sorted(d for d in candidates if d.weekday() < 5)
