@@ -18,13 +18,13 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m moomarkets.devstack up
+	$(BIN)/python -m moomarkets.dev.stack up
 
 stop:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m moomarkets.devstack down; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m moomarkets.dev.stack down; fi
 
 status: $(STAMP)
-	$(BIN)/python -m moomarkets.devstack status
+	$(BIN)/python -m moomarkets.dev.stack status
 
 # Browser tests drive Debian's chromium (never a downloaded browser); install it when we can.
 chromium:

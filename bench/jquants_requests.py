@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from moomarkets.sources.base import Credentials, FetchUnit, Interval
 from moomarkets.sources.jquants import fakedata
-from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 from moomarkets.sources.jquants.source import JQuantsSource
 
 TOKYO = ZoneInfo("Asia/Tokyo")

@@ -107,9 +107,9 @@ def make_config(n: int, seed: int = 20240601) -> dict[str, Any]:
 
 
 def load_warehouse(url: str, config: dict[str, Any]) -> None:
-    from moomarkets import migrate
-    from moomarkets.config.store import import_config
-    from moomarkets.db import connect
+    from moomarkets.warehouse import migrate
+    from moomarkets.warehouse.config_store import import_config
+    from moomarkets.warehouse.db import connect
 
     migrate.upgrade(url)
     with connect(url) as conn:
@@ -124,11 +124,11 @@ def _td(**kw: int) -> dict[str, Any]:
 
 def dagfactory_config(url: str, callables_module: str = CALLABLES_MODULE) -> dict[str, Any]:
     """The dag-factory 1.1 YAML (as a dict) for exactly the groups our factory builds from ``url``."""
-    from moomarkets.config.snapshot import read_database
+    from moomarkets.warehouse.config_snapshot import read_database
     from moomarkets.config.validate import validate_group
     from moomarkets.config.models import GroupSpec
-    from moomarkets.factory import DEFAULT_ARGS, START_DATE_YEAR, _doc_md
-    from moomarkets.pools import pool_name
+    from moomarkets.airflow.factory import DEFAULT_ARGS, START_DATE_YEAR, _doc_md
+    from moomarkets.airflow.pools import pool_name
 
     from datetime import timedelta
 
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_environment(home)
     sys.path.insert(0, str(home / "dags"))  # Airflow does this for DAGS_FOLDER too; the callables live there
 
-    from moomarkets.localpg import LocalPostgres, free_port
+    from moomarkets.dev.localpg import LocalPostgres, free_port
 
     pg = LocalPostgres(tmp / "data", free_port(), fast_unsafe=True)
     rows = []

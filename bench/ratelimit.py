@@ -191,7 +191,7 @@ def main() -> int:
     p.add_argument("--margin-ms", type=int, default=None, help="override the limiter's jitter margin")
     args = p.parse_args()
 
-    from moomarkets.localpg import LocalPostgres, free_port
+    from moomarkets.dev.localpg import LocalPostgres, free_port
     from moomarkets.ratelimit import default_margin_ms, parse_rates
 
     spec = f"{args.limit}/{args.window}s" if args.window != 1 else f"{args.limit}/second"

@@ -4,6 +4,6 @@ Thin loader: all logic lives in the `moomarkets` package (include/moomarkets/fac
 Manage groups with the `moomarkets` CLI or the MooMarkets pages in the Airflow UI.
 """
 
-from moomarkets.factory import build_dags
+from moomarkets.airflow.factory import build_dags
 
 build_dags(globals())

@@ -38,7 +38,7 @@ os.environ.update(
     }
 )
 
-from moomarkets.localpg import LocalPostgres, free_port  # noqa: E402
+from moomarkets.dev.localpg import LocalPostgres, free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +55,7 @@ def pg_server():
 
 @pytest.fixture(scope="session")
 def template_db(pg_server) -> str:
-    from moomarkets import migrate
+    from moomarkets.warehouse import migrate
 
     name = "moomarkets_template"
     pg_server.create_database(name)

@@ -46,7 +46,7 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
 
 
 def _connect(args):
-    from moomarkets.db import connect
+    from moomarkets.warehouse.db import connect
     from moomarkets.errors import ConfigStoreUnavailable
 
     try:
@@ -61,7 +61,7 @@ def _airflow_sync_pools(args, sources) -> None:
     if args.no_airflow:
         return
     try:
-        from moomarkets.pools import sync_pools
+        from moomarkets.airflow.pools import sync_pools
 
         for name, slots, action in sync_pools(sources):
             print(f"pool {name}: {slots} slot(s), {action}")
@@ -77,7 +77,7 @@ def _airflow_set_paused(args, dag_id: str, paused: bool) -> None:
     if args.no_airflow:
         return
     try:
-        from moomarkets import airflow_ops
+        from moomarkets.airflow import ops as airflow_ops
 
         if not airflow_ops.set_paused(dag_id, paused):
             print(f"note: DAG {dag_id} is not parsed yet; it will start {'paused' if paused else 'active'}")
@@ -93,7 +93,7 @@ def _airflow_set_paused(args, dag_id: str, paused: bool) -> None:
 
 # -- commands -----------------------------------------------------------------------------
 def cmd_db_upgrade(args) -> int:
-    from moomarkets import migrate
+    from moomarkets.warehouse import migrate
 
     migrate.upgrade(args.database_url)
     print(f"warehouse schema at revision {migrate.current(args.database_url)}")
@@ -101,9 +101,9 @@ def cmd_db_upgrade(args) -> int:
 
 
 def cmd_sources(args) -> int:
-    from moomarkets.config import store
+    from moomarkets.warehouse import config_store as store
     from moomarkets.config.models import DataSource
-    from moomarkets.pools import pool_name
+    from moomarkets.airflow.pools import pool_name
     from moomarkets.sources.registry import get_source_class
 
     with _connect(args) as conn:
@@ -152,7 +152,7 @@ def cmd_sources(args) -> int:
 
 
 def cmd_groups(args) -> int:
-    from moomarkets.config import store
+    from moomarkets.warehouse import config_store as store
     from moomarkets.config.models import JobGroup
 
     with _connect(args) as conn:
@@ -212,7 +212,7 @@ def cmd_groups(args) -> int:
 
 
 def _validate_groups(conn, names: list[str]) -> int:
-    from moomarkets.config import store
+    from moomarkets.warehouse import config_store as store
     from moomarkets.config.validate import next_runs, validate_group
     from moomarkets.errors import ConfigError
 
@@ -235,7 +235,7 @@ def _validate_groups(conn, names: list[str]) -> int:
 def cmd_export(args) -> int:
     import yaml
 
-    from moomarkets.config import store
+    from moomarkets.warehouse import config_store as store
 
     with _connect(args) as conn:
         data = store.export_config(conn)
@@ -265,7 +265,7 @@ def load_yaml_file(path: str) -> Any:
 
 
 def cmd_import(args) -> int:
-    from moomarkets.config import store
+    from moomarkets.warehouse import config_store as store
 
     data = load_yaml_file(args.file)
     with _connect(args) as conn:
@@ -280,13 +280,13 @@ def cmd_import(args) -> int:
 
 
 def cmd_pools(args) -> int:
-    from moomarkets.config import store
-    from moomarkets.pools import check_pools
+    from moomarkets.warehouse import config_store as store
+    from moomarkets.airflow.pools import check_pools
 
     with _connect(args) as conn:
         sources = store.list_sources(conn)
     if args.action == "sync":
-        from moomarkets.pools import sync_pools
+        from moomarkets.airflow.pools import sync_pools
 
         try:
             done = sync_pools(sources)

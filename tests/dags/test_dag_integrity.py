@@ -10,9 +10,9 @@ import psycopg
 import pytest
 import yaml
 
-from moomarkets.config import store
-from moomarkets.db import connect
-from moomarkets.pools import pool_name
+from moomarkets.warehouse import config_store as store
+from moomarkets.warehouse.db import connect
+from moomarkets.airflow.pools import pool_name
 
 pytestmark = pytest.mark.integration
 

@@ -13,12 +13,13 @@ import psycopg
 import pytest
 import yaml
 
-from moomarkets import runner, storage
-from moomarkets.config import store
-from moomarkets.datasets import get_dataset
-from moomarkets.db import connect
+from moomarkets.pipeline import run as runner
+from moomarkets.warehouse import runs as storage
+from moomarkets.warehouse import config_store as store
+from moomarkets.warehouse.datasets import get_dataset
+from moomarkets.warehouse.db import connect
 from moomarkets.sources.base import Credentials, Interval
-from moomarkets.sources.jquants import fakedata as fd
+from moomarkets.testing import jquants_data as fd
 from moomarkets.sources.jquants.source import JQuantsSource
 
 pytestmark = pytest.mark.integration
@@ -79,7 +80,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def fake():
-    from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+    from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 
     with running_fake(FakeConfig(api_key=KEY, page_size=PAGE)) as (url, state):
         yield url, state
@@ -159,7 +160,7 @@ def test_fin_summary_keeps_both_same_day_disclosures(warehouse_url, fake):
 
 def test_index_group_on_a_plan_without_indices_fails_fast_with_a_clear_403():
     from moomarkets.errors import PlanNotCoveredError
-    from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+    from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 
     free = FakeConfig(api_key=KEY, plan_endpoints={"/equities/master", "/equities/bars/daily", "/fins/summary",
                                                    "/markets/calendar"})
@@ -224,7 +225,7 @@ def test_runner_plans_business_days_from_the_calendar_table(warehouse_url, fake)
 def test_trading_calendar_table_comment_and_downgrade(warehouse_url):
     from alembic import command
 
-    from moomarkets import migrate
+    from moomarkets.warehouse import migrate
 
     def comment() -> str | None:
         with psycopg.connect(warehouse_url) as conn:

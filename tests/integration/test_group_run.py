@@ -14,8 +14,8 @@ import psycopg
 import pytest
 import yaml
 
-from moomarkets.config import store
-from moomarkets.db import connect
+from moomarkets.warehouse import config_store as store
+from moomarkets.warehouse.db import connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -33,7 +33,7 @@ job_groups:
 
 @pytest.fixture
 def fake():
-    from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+    from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 
     with running_fake(FakeConfig(api_key="test-key-123456", page_size=20)) as (base_url, state):
         yield base_url, state
@@ -76,7 +76,7 @@ def table(url: str) -> list[tuple]:
 
 
 def expected_keys(day: date) -> set[tuple]:
-    from moomarkets.sources.jquants.fakedata import daily_bars_for_date
+    from moomarkets.testing.jquants_data import daily_bars_for_date
 
     return {(r["Code"], r["Date"]) for r in daily_bars_for_date(day)}
 
@@ -184,7 +184,7 @@ def test_connection_key_is_registered_with_airflows_secrets_masker(monkeypatch):
     any log line or rendered text that still carried the key is masked by Airflow."""
     from airflow.sdk.log import redact
 
-    from moomarkets.factory import _credentials
+    from moomarkets.airflow.factory import _credentials
 
     key = "zz-masker-key-5521"
     assert redact(f"calling with {key}") == f"calling with {key}"  # not known to the masker yet
@@ -194,7 +194,7 @@ def test_connection_key_is_registered_with_airflows_secrets_masker(monkeypatch):
 
 
 def test_low_rate_limit_run_completes_with_zero_429s(warehouse_url, airflow_db, monkeypatch, tmp_path):
-    from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+    from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 
     # the server allows 6 requests per 3 s; 5 days x 3 pages = 15 requests must pace themselves
     cfg = FakeConfig(api_key="k-rate", page_size=20, rate_limit_per_minute=6, rate_limit_window=3.0)

@@ -51,16 +51,16 @@ def test_pools_sync_fails_loudly_when_airflow_is_unreachable(warehouse_url, tmp_
     f = tmp_path / "c.yaml"
     f.write_text(CONFIG)
     assert main(["--no-airflow", "import", str(f)]) == 0
-    monkeypatch.setattr("moomarkets.pools.sync_pools", lambda sources: (_ for _ in ()).throw(OSError("db down")))
+    monkeypatch.setattr("moomarkets.airflow.pools.sync_pools", lambda sources: (_ for _ in ()).throw(OSError("db down")))
     assert main(["pools", "sync"]) == 1
     assert "error: could not sync pools in Airflow (OSError: db down)" in capsys.readouterr().err
 
 
 def test_credential_check_takes_a_token_from_the_shared_limit(airflow_db, warehouse_url, tmp_path, monkeypatch):
-    from moomarkets import airflow_ops
-    from moomarkets.config import store
-    from moomarkets.db import connect
-    from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+    from moomarkets.airflow import ops as airflow_ops
+    from moomarkets.warehouse import config_store as store
+    from moomarkets.warehouse.db import connect
+    from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 
     f = tmp_path / "c.yaml"
     f.write_text(CONFIG)
@@ -80,10 +80,10 @@ def test_credential_check_takes_a_token_from_the_shared_limit(airflow_db, wareho
 
 
 def test_credential_check_never_overruns_a_used_up_limit(warehouse_url, monkeypatch):
-    from moomarkets import credentials
+    from moomarkets.pipeline import credentials
     from moomarkets.ratelimit import SourceRateLimiter
     from moomarkets.sources.base import Credentials
-    from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+    from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 
     monkeypatch.setattr(credentials, "LIMITER_TIMEOUT", 0.5)
     with SourceRateLimiter("busy", "1/minute", warehouse_url) as limiter:

@@ -17,7 +17,7 @@ def test_connection_type_is_registered():
     pm = ProvidersManager()
     assert "moomarkets-ingest" in pm.providers
     hook = pm.hooks["jquants"]
-    assert hook.hook_class_name == "moomarkets.hooks.JQuantsHook" and hook.connection_testable
+    assert hook.hook_class_name == "moomarkets.airflow.hooks.JQuantsHook" and hook.connection_testable
     behaviour = pm.field_behaviours["jquants"]
     assert behaviour["relabeling"]["password"] == "API key"
     assert "login" in behaviour["hidden_fields"]
@@ -32,8 +32,8 @@ def _test(monkeypatch, host: str, key: str):
 
 
 def test_test_button_good_bad_and_unreachable(monkeypatch):
-    from moomarkets.localpg import free_port
-    from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+    from moomarkets.dev.localpg import free_port
+    from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 
     with running_fake(FakeConfig(api_key="right-key-987")) as (base_url, state):
         ok, message = _test(monkeypatch, base_url, "right-key-987")
@@ -50,10 +50,10 @@ def test_test_button_good_bad_and_unreachable(monkeypatch):
 def test_test_button_waits_its_turn_in_the_sources_shared_limit(monkeypatch, warehouse_url):
     import psycopg
 
-    from moomarkets.config import store
+    from moomarkets.warehouse import config_store as store
     from moomarkets.config.models import DataSource
-    from moomarkets.db import connect
-    from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+    from moomarkets.warehouse.db import connect
+    from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 
     with connect(warehouse_url) as conn, conn.transaction():
         store.add_source(conn, DataSource(code="jqbtn", name="Button", kind="jquants", conn_id="jq_button",

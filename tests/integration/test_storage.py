@@ -7,8 +7,8 @@ from datetime import date
 import psycopg
 import pytest
 
-from moomarkets import storage
-from moomarkets.datasets import DAILY_QUOTES
+from moomarkets.warehouse import runs as storage
+from moomarkets.warehouse.datasets import DAILY_QUOTES
 
 pytestmark = pytest.mark.integration
 

@@ -71,9 +71,9 @@ def token(role: str, username: str | None = None, seconds: int = 3600) -> str:
 def client(airflow_app, warehouse_url):
     from fastapi.testclient import TestClient
 
-    from moomarkets import airflow_ops
-    from moomarkets.config import store
-    from moomarkets.db import connect
+    from moomarkets.airflow import ops as airflow_ops
+    from moomarkets.warehouse import config_store as store
+    from moomarkets.warehouse.db import connect
 
     airflow_ops.clear_credential_cache()
     with connect(warehouse_url) as conn:
@@ -174,8 +174,8 @@ def test_viewer_reads_but_cannot_change_anything(client, ui_subapp):
     assert r.json()["is_enabled"] is True
 
     # the page form too, with a valid CSRF token of the viewer's own session: refused, nothing written
-    from moomarkets.config import store
-    from moomarkets.db import connect
+    from moomarkets.warehouse import config_store as store
+    from moomarkets.warehouse.db import connect
     from moomarkets.ui.auth import Identity, csrf_valid
 
     viewer_cookie = token("VIEWER")
@@ -200,8 +200,8 @@ def test_group_form_checks_edit_rights_for_the_new_dag_name(client, monkeypatch)
     API, refuses to create a group (= a DAG) under that name."""
     from airflow.api_fastapi.app import get_auth_manager
 
-    from moomarkets.config import store
-    from moomarkets.db import connect
+    from moomarkets.warehouse import config_store as store
+    from moomarkets.warehouse.db import connect
 
     am = get_auth_manager()
     original = am.is_authorized_dag
@@ -269,8 +269,8 @@ def test_api_creates_and_rejects_with_field_errors(client):
         assert detail["loc"][:2] == loc, (change, detail)
         # the message is the CLI's (same validator), not a paraphrase
         if change.get("name") != "ui_watchlist":
-            from moomarkets.config import store
-            from moomarkets.db import connect
+            from moomarkets.warehouse import config_store as store
+            from moomarkets.warehouse.db import connect
 
             with connect() as conn:
                 source = store.find_source(conn, body["data_source"])
@@ -498,10 +498,11 @@ def test_run_progress_units_errors_and_pool_usage_show_real_data(client, warehou
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
 
-    from moomarkets import airflow_ops, storage
-    from moomarkets.config import store
-    from moomarkets.db import connect
-    from moomarkets.pools import pool_name, sync_pools
+    from moomarkets.airflow import ops as airflow_ops
+    from moomarkets.warehouse import runs as storage
+    from moomarkets.warehouse import config_store as store
+    from moomarkets.warehouse.db import connect
+    from moomarkets.airflow.pools import pool_name, sync_pools
     from moomarkets.sources.base import FetchUnit
 
     error = "HTTPError: 429 Too Many Requests <retry-after=60> for 2026-03-03"
@@ -644,8 +645,8 @@ def test_backfill_form_creates_an_airflow_backfill_and_rejects_a_reversed_range(
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
-    from moomarkets.config import store
-    from moomarkets.db import connect
+    from moomarkets.warehouse import config_store as store
+    from moomarkets.warehouse.db import connect
 
     dag_id = "ui_page_backfill"  # its own DAG: the API test leaves a backfill of ui_api_quotes running
     with connect(warehouse_url) as conn:
@@ -702,8 +703,8 @@ def test_backfill_form_creates_an_airflow_backfill_and_rejects_a_reversed_range(
 
 # -- secrets --------------------------------------------------------------------------------
 def test_credentials_are_checked_and_no_secret_is_ever_rendered(client, monkeypatch):
-    from moomarkets import airflow_ops
-    from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+    from moomarkets.airflow import ops as airflow_ops
+    from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 
     with running_fake(FakeConfig(api_key=SECRET)) as (base_url, _):
         monkeypatch.setenv("AIRFLOW_CONN_JQUANTS_DEFAULT",
@@ -731,7 +732,7 @@ def test_credentials_are_checked_and_no_secret_is_ever_rendered(client, monkeypa
 
 
 def test_warehouse_down_is_a_clear_503(client, monkeypatch):
-    from moomarkets.localpg import free_port
+    from moomarkets.dev.localpg import free_port
 
     monkeypatch.setenv("MOOMARKETS_DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/nope")
     r = client.get(f"{PREFIX}/api/groups", headers=bearer("VIEWER"))

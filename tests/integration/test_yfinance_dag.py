@@ -13,9 +13,9 @@ import pytest
 import yaml
 import yfinance  # noqa: F401  (import-time warning filter must come before the tests)
 
-from moomarkets.config import store
-from moomarkets.db import connect
-from moomarkets.sources.yfinance.replay import replaying
+from moomarkets.warehouse import config_store as store
+from moomarkets.warehouse.db import connect
+from moomarkets.testing.yahoo_replay import replaying
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 

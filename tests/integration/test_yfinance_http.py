@@ -15,7 +15,7 @@ import pytest
 
 from moomarkets.sources.base import Credentials, Interval
 from moomarkets.sources.yfinance import session as yfsession
-from moomarkets.sources.yfinance.replay import YahooReplay, replaying
+from moomarkets.testing.yahoo_replay import YahooReplay, replaying
 from moomarkets.sources.yfinance.session import rebase_url
 from moomarkets.sources.yfinance.source import YFinanceSource
 

@@ -14,11 +14,11 @@ import psycopg
 import pytest
 import yfinance  # noqa: F401  (imported before any test: its import-time warning filter)
 
-from moomarkets import runner
+from moomarkets.pipeline import run as runner
 from moomarkets.config.models import DataSource, GroupSpec, JobGroup
 from moomarkets.errors import SourceError
 from moomarkets.sources.base import Credentials, Interval
-from moomarkets.sources.yfinance.replay import replaying
+from moomarkets.testing.yahoo_replay import replaying
 
 pytestmark = pytest.mark.integration
 

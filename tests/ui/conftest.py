@@ -71,7 +71,7 @@ class AirflowStack:
 
 
 def _free_port() -> int:
-    from moomarkets.localpg import free_port
+    from moomarkets.dev.localpg import free_port
 
     return free_port()
 
@@ -120,7 +120,7 @@ def _group_alive(pgid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def airflow_stack(chromium_path, pg_server, template_db, tmp_path_factory):
-    from moomarkets.db import sqlalchemy_url
+    from moomarkets.warehouse.db import sqlalchemy_url
 
     home = tmp_path_factory.mktemp("airflow-ui-home")
     logs = home / "logs"

@@ -25,8 +25,8 @@ data_sources:
 
 @pytest.fixture(scope="module")
 def stack(airflow_stack):
-    from moomarkets.config import store
-    from moomarkets.db import connect
+    from moomarkets.warehouse import config_store as store
+    from moomarkets.warehouse.db import connect
 
     with connect(airflow_stack.warehouse_url) as conn:
         store.import_config(conn, yaml.safe_load(CONFIG))

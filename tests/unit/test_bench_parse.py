@@ -22,7 +22,7 @@ def _missing(name: str) -> bool:
         return True
 
 
-_MISSING = [m for m in ("moomarkets.provider", "moomarkets.ratelimit") if _missing(m)]
+_MISSING = [m for m in ("moomarkets.airflow.provider", "moomarkets.ratelimit") if _missing(m)]
 pytestmark = pytest.mark.skipif(bool(_MISSING), reason=f"package module(s) missing: {', '.join(_MISSING)}")
 
 

@@ -16,9 +16,9 @@ from moomarkets.errors import (
     RetryableSourceError,
     SourceError,
 )
-from moomarkets.sources.jquants import fakedata as fd
+from moomarkets.testing import jquants_data as fd
 from moomarkets.sources.jquants.client import JQuantsClient
-from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 
 KEY = "sk-live-SECRET-7f3a9c2e41d8b6"
 DAY = date(2026, 1, 5)

@@ -17,8 +17,8 @@ with warnings.catch_warnings():  # starlette's TestClient warns about its httpx 
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from moomarkets.sources.jquants import fakedata as fd
-from moomarkets.sources.jquants.fake import (
+from moomarkets.testing import jquants_data as fd
+from moomarkets.testing.jquants_fake import (
     BANNER,
     MSG_BAD_KEY,
     MSG_NEED_PARAM,
@@ -349,7 +349,7 @@ def test_command_line_server():
     port = s.getsockname()[1]
     s.close()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moomarkets.sources.jquants.fake", "--port", str(port), "--api-key", "cli-key",
+        [sys.executable, "-m", "moomarkets.testing.jquants_fake", "--port", str(port), "--api-key", "cli-key",
          "--page-size", "5", "--today", "2026-11-20"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

@@ -171,7 +171,7 @@ KEY = "plan-test-key-1234"
 
 @pytest.fixture(scope="module")
 def fake():
-    from moomarkets.sources.jquants.fake import FakeConfig, running_fake
+    from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 
     with running_fake(FakeConfig(api_key=KEY, page_size=1000)) as (url, state):
         yield url, state

@@ -1,7 +1,7 @@
 """The Yahoo Finance source: validation, planning, and fetches replayed offline.
 
 Every fetch runs the real ``yf.download`` on the real (curl_cffi) session class; only the network
-is replaced, by ``moomarkets.sources.yfinance.replay`` serving ``tests/fixtures/yahoo/*.json``
+is replaced, by ``moomarkets.testing.yahoo_replay`` serving ``tests/fixtures/yahoo/*.json``
 (Yahoo chart-API documents in the shape yfinance parses).
 """
 
@@ -18,7 +18,7 @@ from moomarkets.errors import ConfigError, RateLimitTimeout, RetryableSourceErro
 from moomarkets.sources.base import Credentials, FetchUnit, Interval
 from moomarkets.sources.registry import get_source_class
 from moomarkets.sources.yfinance import source as yfsource
-from moomarkets.sources.yfinance.replay import YahooReplay, replaying, window_chart
+from moomarkets.testing.yahoo_replay import YahooReplay, replaying, window_chart
 from moomarkets.sources.yfinance.session import TransportResponse, _cap_timeout, make_session
 from moomarkets.sources.yfinance.source import (
     SUFFIX_MARKETS,

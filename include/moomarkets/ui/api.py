@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from moomarkets.errors import ConfigError, NotFoundError
-from moomarkets.ui import actions, queries
+from moomarkets import services as actions
+from moomarkets.warehouse import queries
 from moomarkets.ui.auth import (
     CSRF_HEADER,
     Identity,
@@ -138,7 +139,7 @@ class Changed(BaseModel):
 
 # -- helpers --------------------------------------------------------------------------------
 def _db(fn, *args, **kwargs):
-    from moomarkets.db import connect
+    from moomarkets.warehouse.db import connect
 
     try:
         conn = connect(connect_timeout=5, statement_timeout_ms=20000, application_name="moomarkets-ui")
@@ -163,7 +164,7 @@ async def db(fn, *args, **kwargs):
 
 
 def _with_dag(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from moomarkets import airflow_ops
+    from moomarkets.airflow import ops as airflow_ops
 
     try:
         states = airflow_ops.dag_states([g["name"] for g in groups])
@@ -207,7 +208,7 @@ async def get_source(code: str) -> dict[str, Any]:
 
 @router.get("/sources/{code}/pool", summary="The source's Airflow pool: slots and usage")
 async def source_pool(code: str) -> dict[str, Any]:
-    from moomarkets import airflow_ops
+    from moomarkets.airflow import ops as airflow_ops
 
     src = await db(queries.get_source, code)
     usage = await run_in_threadpool(airflow_ops.pool_usage, [src["pool"]])
@@ -219,8 +220,8 @@ async def source_pool(code: str) -> dict[str, Any]:
     summary="Whether the source's Airflow connection has valid credentials (one cheap API call, cached 5 min)",
 )
 async def source_credentials(code: str, refresh: bool = False) -> dict[str, Any]:
-    from moomarkets import airflow_ops
-    from moomarkets.config import store
+    from moomarkets.airflow import ops as airflow_ops
+    from moomarkets.warehouse import config_store as store
 
     src = await db(store.get_source, code)
     result = await run_in_threadpool(airflow_ops.check_credentials, src, force=refresh)
@@ -286,7 +287,7 @@ async def set_group_enabled(name: str, body: EnabledBody, ident: Identity = Depe
 @router.post("/groups/{name}/runs", summary="Run now: queue a manual run for the latest complete interval",
              status_code=201, response_model=Changed)
 async def trigger_group(name: str, ident: Identity = Depends(api_requires("run"))) -> Changed:
-    from moomarkets.airflow_ops import AirflowOpError
+    from moomarkets.airflow.ops import AirflowOpError
 
     try:
         return _changed(await db(actions.trigger, name, ident.name))
@@ -297,7 +298,7 @@ async def trigger_group(name: str, ident: Identity = Depends(api_requires("run")
 @router.post("/groups/{name}/backfills", summary="Backfill the runs scheduled on a date range",
              status_code=201, response_model=Changed)
 async def backfill_group(name: str, body: BackfillBody, ident: Identity = Depends(api_requires("run"))) -> Changed:
-    from moomarkets.airflow_ops import AirflowOpError
+    from moomarkets.airflow.ops import AirflowOpError
 
     try:
         outcome = await db(

@@ -18,9 +18,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from moomarkets.config import store
+from moomarkets.warehouse import config_store as store
 from moomarkets.errors import ConfigError, NotFoundError
-from moomarkets.ui import actions, queries
+from moomarkets import services as actions
+from moomarkets.warehouse import queries
 from moomarkets.ui.auth import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -122,7 +123,7 @@ def redirect(request: Request, _route: str, messages: list[str] | None = None, *
 
 @contextmanager
 def warehouse() -> Iterator[Any]:
-    from moomarkets.db import connect
+    from moomarkets.warehouse.db import connect
 
     try:
         conn = connect(connect_timeout=5, statement_timeout_ms=20000, application_name="moomarkets-ui")
@@ -151,7 +152,7 @@ async def _form(request: Request, ident: Identity) -> dict[str, str]:
 
 
 def _dag_states(names: list[str]) -> dict[str, Any]:
-    from moomarkets import airflow_ops
+    from moomarkets.airflow import ops as airflow_ops
 
     try:
         return airflow_ops.dag_states(names)
@@ -317,7 +318,7 @@ async def group_disable(request: Request, name: str, ident: Identity = Depends(p
 
 @router.post("/groups/{name}/run", name="group_run")
 async def group_run(request: Request, name: str, ident: Identity = Depends(page_requires("run"))):
-    from moomarkets.airflow_ops import AirflowOpError
+    from moomarkets.airflow.ops import AirflowOpError
 
     try:
         outcome = await run_in_threadpool(_call, actions.trigger, name, ident.name)
@@ -353,7 +354,7 @@ def _backfill_form(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]
 
 @router.post("/groups/{name}/backfill", name="group_backfill", response_class=HTMLResponse)
 async def group_backfill(request: Request, name: str, ident: Identity = Depends(page_requires("run"))):
-    from moomarkets.airflow_ops import AirflowOpError
+    from moomarkets.airflow.ops import AirflowOpError
 
     form = await _form(request, ident)
     parsed, errors = _backfill_form(form)
@@ -387,7 +388,7 @@ async def sources_page(request: Request, ident: Identity = Depends(page_identity
 
 
 def _pool_usage(names: list[str]) -> dict[str, Any]:
-    from moomarkets import airflow_ops
+    from moomarkets.airflow import ops as airflow_ops
 
     try:
         return airflow_ops.pool_usage(names)
@@ -511,7 +512,7 @@ async def coverage_page(
             result = await run_in_threadpool(_call, queries.coverage, dataset, source, start_d, end_d, code_list or None)
         except ValueError as exc:
             error = str(exc)
-    from moomarkets.datasets import DATASETS
+    from moomarkets.warehouse.datasets import DATASETS
 
     return render(
         request, "coverage.html", ident, nav="coverage", options=options, datasets=sorted(DATASETS), result=result,

@@ -55,7 +55,7 @@ _transport: Transport | None = None
 def set_transport(transport: Transport | None) -> None:
     """Answer every Yahoo request of sessions made from now on with ``transport`` (None: network).
 
-    A process-wide hook for tests and local demos (``moomarkets.sources.yfinance.replay``); the
+    A process-wide hook for tests and local demos (``moomarkets.testing.yahoo_replay``); the
     production code path never sets it.
     """
     global _transport

@@ -17,12 +17,13 @@ from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, get_current_conte
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.sdk import TriggerRule
 
-from moomarkets import runner, settings
+from moomarkets import settings
+from moomarkets.pipeline import run as runner
 from moomarkets.config.models import GroupSpec
-from moomarkets.config.snapshot import load_specs
+from moomarkets.warehouse.config_snapshot import load_specs
 from moomarkets.config.validate import validate_group
 from moomarkets.errors import ConfigError, SourceError
-from moomarkets.pools import pool_name
+from moomarkets.airflow.pools import pool_name
 from moomarkets.sources.base import Credentials, Interval
 from moomarkets.sources.registry import get_source_class
 

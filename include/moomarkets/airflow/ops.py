@@ -326,8 +326,8 @@ def _connection_exists(conn_id: str) -> bool | None:
 
 def _check_now(src: DataSource) -> CredentialCheck:
     from moomarkets import settings
-    from moomarkets.credentials import check_source_credentials
-    from moomarkets.factory import _credentials  # the exact translation the tasks use
+    from moomarkets.pipeline.credentials import check_source_credentials
+    from moomarkets.airflow.factory import _credentials  # the exact translation the tasks use
 
     exists = _connection_exists(src.conn_id)
     missing = f"Airflow connection {src.conn_id!r} does not exist"

@@ -1,6 +1,6 @@
 """What each task of a group's DAG does, as plain functions (no Airflow imports).
 
-The Airflow layer (``moomarkets.factory``) wraps these in ``@task``s; tests call them directly.
+The Airflow layer (``moomarkets.airflow.factory``) wraps these in ``@task``s; tests call them directly.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from contextlib import ExitStack
 from datetime import datetime
 from typing import Any
 
-from moomarkets import storage
+from moomarkets.warehouse import runs as storage
 from moomarkets.config.models import GroupSpec
-from moomarkets.datasets import get_dataset
-from moomarkets.db import connect
+from moomarkets.warehouse.datasets import get_dataset
+from moomarkets.warehouse.db import connect
 from moomarkets.errors import MooMarketsError, PermanentSourceError, RetryableSourceError
 from moomarkets.sources.base import Credentials, FetchUnit, Interval
 from moomarkets.sources.registry import get_source_class

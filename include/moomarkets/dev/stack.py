@@ -1,9 +1,9 @@
 """Local stack for `make run` / `make stop`: embedded PostgreSQL, Airflow 3 components, the example.
 
-    python -m moomarkets.devstack up      # set up everything, start Airflow, run the example group
-    python -m moomarkets.devstack down    # stop every process it started (no orphans)
-    python -m moomarkets.devstack status
-    python -m moomarkets.devstack env     # print the environment (source it to use `airflow`/`moomarkets`)
+    python -m moomarkets.dev.stack up      # set up everything, start Airflow, run the example group
+    python -m moomarkets.dev.stack down    # stop every process it started (no orphans)
+    python -m moomarkets.dev.stack status
+    python -m moomarkets.dev.stack env     # print the environment (source it to use `airflow`/`moomarkets`)
 
 Everything lives under ``.local/`` in the project. Each Airflow component runs in its own process
 group so stopping kills its children too (LocalExecutor workers ignore SIGTERM once orphaned);
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LOCAL = Path(os.environ.get("MOOMARKETS_LOCAL_DIR", ROOT / ".local"))
 PG_PORT = int(os.environ.get("MOOMARKETS_PG_PORT", "54329"))
 API_PORT = int(os.environ.get("MOOMARKETS_API_PORT", "8080"))
@@ -91,7 +91,7 @@ def _env() -> dict[str, str]:
 
 
 def _pg():
-    from moomarkets.localpg import LocalPostgres
+    from moomarkets.dev.localpg import LocalPostgres
 
     return LocalPostgres(LOCAL / "pg" / "data", PG_PORT)
 
@@ -177,7 +177,7 @@ def _configure_connection(env: dict[str, str]) -> str:
         conn = {"conn_type": "jquants", "password": key, "description": "J-Quants API v2 (real)"}
         mode = "REAL J-Quants API v2 (https://api.jquants.com/v2, key from $JQUANTS_API_KEY)"
     else:
-        _start("fake-jquants", [str(BIN / "python"), "-m", "moomarkets.sources.jquants.fake", "--port", str(FAKE_PORT),
+        _start("fake-jquants", [str(BIN / "python"), "-m", "moomarkets.testing.jquants_fake", "--port", str(FAKE_PORT),
                                 "--api-key", _secrets()["fake_api_key"]])
         _wait_http(f"http://127.0.0.1:{FAKE_PORT}/docs", 30)
         conn = {
@@ -275,7 +275,7 @@ def _report(run_id: str) -> None:
     import psycopg
     from psycopg import sql
 
-    from moomarkets.datasets import DATASETS
+    from moomarkets.warehouse.datasets import DATASETS
 
     with psycopg.connect(stack_env()["MOOMARKETS_DATABASE_URL"]) as conn:
         print("\nrows loaded, per dataset (every group that has run so far):")
@@ -315,7 +315,7 @@ def env_cmd(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m moomarkets.devstack")
+    p = argparse.ArgumentParser(prog="python -m moomarkets.dev.stack")
     sub = p.add_subparsers(dest="cmd", required=True)
     x = sub.add_parser("up"); x.add_argument("--timeout", type=float, default=600); x.set_defaults(func=up)
     sub.add_parser("down").set_defaults(func=down)

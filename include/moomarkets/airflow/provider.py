@@ -19,7 +19,7 @@ def get_provider_info() -> dict:
         "versions": [__version__],
         "connection-types": [
             {
-                "hook-class-name": "moomarkets.hooks.JQuantsHook",
+                "hook-class-name": "moomarkets.airflow.hooks.JQuantsHook",
                 "hook-name": "J-Quants API v2",
                 "connection-type": "jquants",
                 "ui-field-behaviour": {
@@ -32,7 +32,7 @@ def get_provider_info() -> dict:
                 },
             },
             {
-                "hook-class-name": "moomarkets.hooks.YahooFinanceHook",
+                "hook-class-name": "moomarkets.airflow.hooks.YahooFinanceHook",
                 "hook-name": "Yahoo Finance (yfinance)",
                 "connection-type": "yfinance",
                 "ui-field-behaviour": {

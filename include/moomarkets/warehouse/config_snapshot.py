@@ -31,8 +31,8 @@ class LoadedConfig:
 
 
 def read_database(url: str, timeout: float, only: str | None = None) -> list[GroupSpec]:
-    from moomarkets.config.store import read_specs
-    from moomarkets.db import connect
+    from moomarkets.warehouse.config_store import read_specs
+    from moomarkets.warehouse.db import connect
 
     with connect(
         url, connect_timeout=timeout, statement_timeout_ms=int(timeout * 1000), application_name="moomarkets-dag-parse"

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from moomarkets import settings
-from moomarkets.db import sqlalchemy_url
+from moomarkets.warehouse.db import sqlalchemy_url
 
 config = context.config
 url = sqlalchemy_url(config.get_main_option("sqlalchemy.url") or settings.database_url())

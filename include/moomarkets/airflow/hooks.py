@@ -29,8 +29,8 @@ class _SourceHook(BaseHook):
     def _configured_source(self):
         """The ``data_sources`` row using this connection (its code names the shared limiter and
         its config the rate), or None when there is none or the warehouse cannot be read."""
-        from moomarkets.config import store
-        from moomarkets.db import connect
+        from moomarkets.warehouse import config_store as store
+        from moomarkets.warehouse.db import connect
 
         try:
             with connect(connect_timeout=3, statement_timeout_ms=3000) as conn:
@@ -45,7 +45,7 @@ class _SourceHook(BaseHook):
         """One cheap request; when a data source uses this connection, it waits its turn in that
         source's shared rate limit like every task request (a Test click never causes a 429)."""
         from moomarkets import settings
-        from moomarkets.credentials import check_source_credentials
+        from moomarkets.pipeline.credentials import check_source_credentials
 
         src = self._configured_source()
         if src is None:

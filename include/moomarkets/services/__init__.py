@@ -1,7 +1,7 @@
 """Changes made from the UI: validate and write the config (one transaction), then tell Airflow.
 
 Shared by the HTML forms and the JSON API so both apply exactly the CLI's validation
-(``moomarkets.config.store``). Airflow side effects are best effort, as in the CLI: the config
+(``moomarkets.warehouse.config_store``). Airflow side effects are best effort, as in the CLI: the config
 tables are the source of truth, and a failed side effect becomes a note shown to the user.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from moomarkets import airflow_ops
-from moomarkets.config import store
+from moomarkets.airflow import ops as airflow_ops
+from moomarkets.warehouse import config_store as store
 from moomarkets.config.models import DataSource, JobGroup
 from moomarkets.errors import ConfigError
 
@@ -55,7 +55,7 @@ def parse_json_object(text: str, field_name: str) -> dict[str, Any]:
 # -- Airflow side effects (best effort) --------------------------------------------------------
 def _sync_pool(src: DataSource, notes: list[str]) -> None:
     try:
-        from moomarkets.pools import sync_pools
+        from moomarkets.airflow.pools import sync_pools
 
         sync_pools([src])
     except Exception as exc:  # noqa: BLE001

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import psycopg
 from psycopg import sql
 
-from moomarkets.datasets import Dataset
+from moomarkets.warehouse.datasets import Dataset
 
 
 def upsert_rows(conn: psycopg.Connection, dataset: Dataset, rows: Iterable[dict[str, Any]]) -> int:

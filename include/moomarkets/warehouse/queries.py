@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from moomarkets.config import store
+from moomarkets.warehouse import config_store as store
 from moomarkets.config.models import DataSource, JobGroup
-from moomarkets.datasets import DATASETS
-from moomarkets.pools import pool_name
+from moomarkets.warehouse.datasets import DATASETS
+from moomarkets.airflow.pools import pool_name
 from moomarkets.sources.registry import get_source_class, source_kinds
 
 MAX_COVERAGE_DAYS = 731

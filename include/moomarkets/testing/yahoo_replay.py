@@ -18,7 +18,7 @@ listed in :attr:`YahooReplay.unmatched`.
 
 Use::
 
-    from moomarkets.sources.yfinance.replay import replaying
+    from moomarkets.testing.yahoo_replay import replaying
 
     with replaying(FIXTURES / "normal_batch.json", FIXTURES / "split_dividend.json") as replay:
         ...  # YFinanceSource.fetch / dag.test(): every Yahoo request is answered from the files

@@ -37,7 +37,7 @@ status code, ``"slow"`` (answer after ``seconds``), ``"garbage"`` (200 with an H
 ``"truncated"`` (200 with a cut-off JSON body), ``"nodata"`` (200 JSON without ``data``),
 ``"loop_pagination"`` (a pagination key that never changes), ``"403"`` (plan not covered).
 
-Run it: ``python -m moomarkets.sources.jquants.fake --port 8765 [--api-key K] [--page-size N]
+Run it: ``python -m moomarkets.testing.jquants_fake --port 8765 [--api-key K] [--page-size N]
 [--rate-limit N]``; in tests use :func:`running_fake`.
 """
 
@@ -62,7 +62,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
 
-from moomarkets.sources.jquants import fakedata as fd
+from moomarkets.testing import jquants_data as fd
 
 BANNER = "FAKE J-Quants v2 server (local, synthetic data)"
 MSG_BAD_KEY = "The incoming api key is invalid or expired."
@@ -420,7 +420,7 @@ def _parse_today(value: str) -> date | None:
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
-    ap = argparse.ArgumentParser(prog="python -m moomarkets.sources.jquants.fake", description=BANNER)
+    ap = argparse.ArgumentParser(prog="python -m moomarkets.testing.jquants_fake", description=BANNER)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--api-key", default=FakeConfig.api_key)
