@@ -17,10 +17,10 @@ import time
 from datetime import date, datetime, time as dtime, timedelta
 from zoneinfo import ZoneInfo
 
-from moomarkets.sources.base import Credentials, FetchUnit, Interval
-from moomarkets.sources.jquants import fakedata
+from moomarkets.sources.base import Credentials, Interval
+from moomarkets.testing import jquants_data as fakedata
 from moomarkets.testing.jquants_fake import FakeConfig, running_fake
-from moomarkets.sources.jquants.source import JQuantsSource
+from moomarkets.sources.jquants import JQuantsSource
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 

@@ -124,11 +124,10 @@ def _td(**kw: int) -> dict[str, Any]:
 
 def dagfactory_config(url: str, callables_module: str = CALLABLES_MODULE) -> dict[str, Any]:
     """The dag-factory 1.1 YAML (as a dict) for exactly the groups our factory builds from ``url``."""
-    from moomarkets.warehouse.config_snapshot import read_database
-    from moomarkets.config.validate import validate_group
-    from moomarkets.config.models import GroupSpec
     from moomarkets.airflow.factory import DEFAULT_ARGS, START_DATE_YEAR, _doc_md
     from moomarkets.airflow.pools import pool_name
+    from moomarkets.pipeline import GroupPipeline
+    from moomarkets.warehouse.config_snapshot import read_database
 
     from datetime import timedelta
 
@@ -158,10 +157,8 @@ def dagfactory_config(url: str, callables_module: str = CALLABLES_MODULE) -> dic
     }
     fn = f"{callables_module}.{{}}"
     for spec in read_database(url, timeout=10):
-        group = validate_group(spec.group, spec.source)
-        source = spec.source
-        assert source is not None
-        spec = GroupSpec(group=group, source=source)
+        pipe = GroupPipeline.resolve(spec)
+        group, source = pipe.group, pipe.source_row
         config[group.name] = {
             "description": (group.description or f"{source.code} {group.dataset}")[:200],
             "schedule": {
@@ -172,7 +169,7 @@ def dagfactory_config(url: str, callables_module: str = CALLABLES_MODULE) -> dic
             "start_date": f"{START_DATE_YEAR}-01-01",
             "timezone": group.timezone,
             "tags": ["moomarkets", f"source:{source.code}", f"dataset:{group.dataset}"],
-            "doc_md": _doc_md(spec),
+            "doc_md": _doc_md(pipe),
             "is_paused_upon_creation": not group.is_enabled,
             "tasks": {
                 "plan_units": {

@@ -1,7 +1,9 @@
 """MooMarkets Ingest: market data job groups in Postgres, run as Airflow 3 DAGs.
 
-Domain modules (config, sources, datasets, storage, ratelimit) import no Airflow; the Airflow-facing
-layer is ``moomarkets.airflow`` (DAG factory, tasks, hook, pools).
+Layers, top to bottom (each imports only those below it; checked by import-linter, see
+pyproject.toml): ``cli`` and ``ui``; ``services``; ``airflow`` (the only layer that imports
+Airflow); ``pipeline``; ``warehouse``; ``config``; ``sources``; ``ratelimit``; ``errors`` and
+``settings``. ``testing`` (fakes) and ``dev`` (local stack) are never imported by the others.
 """
 
 __version__ = "0.1.0"

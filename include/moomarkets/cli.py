@@ -1,7 +1,9 @@
 """The ``moomarkets`` command line: schema, data sources, job groups, pools, backup/restore.
 
-Every command that writes validates first and runs in one transaction: a bad input prints one
-specific line on stderr, exits non-zero and writes nothing.
+Every command that writes goes through ``moomarkets.services`` (the same rules as the management
+UI): it validates first and writes in one transaction, so a bad input prints one specific line on
+stderr, exits non-zero and writes nothing. Airflow is then kept in step (pools, pause state) on a
+best-effort basis: what was done is printed, what failed is a ``warning:`` on stderr.
 """
 
 from __future__ import annotations
@@ -9,31 +11,35 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from moomarkets.services.effects import Outcome
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
+# The package's modules are imported inside the commands: ``moomarkets --help`` and usage errors
+# stay instant, without loading psycopg, YAML or the source classes.
 
-class CliError(Exception):
-    """A one-line error for the user."""
 
+def _json_option(text: str | None, field: str, option: str) -> dict[str, Any] | None:
+    """A JSON-object option; None when the option was not given."""
+    from moomarkets.services.inputs import parse_json_object
 
-def _json_arg(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{what} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    return None if text is None else parse_json_object(text, field, label=option)
 
 
 def _bool_arg(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("true", "yes", "1", "on"):
-        return True
-    if low in ("false", "no", "0", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    from moomarkets.services.inputs import parse_bool
+
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
@@ -45,54 +51,42 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     return "\n".join([line, *body])
 
 
-def _connect(args):
+def _connect(args: argparse.Namespace) -> psycopg.Connection:
+    from moomarkets.errors import ConfigStoreUnavailable, first_line
     from moomarkets.warehouse.db import connect
-    from moomarkets.errors import ConfigStoreUnavailable
 
     try:
-        return connect(args.database_url, connect_timeout=10)
-    except Exception as exc:  # noqa: BLE001 - shown as one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigStoreUnavailable(f"cannot connect to the warehouse database: {first}") from None
+        # autocommit: each service write commits its own transaction, reads hold none open
+        return connect(args.database_url, connect_timeout=10, autocommit=True)
+    except Exception as exc:  # noqa: BLE001 - any driver error is one line for the user
+        raise ConfigStoreUnavailable(f"cannot connect to the warehouse database: {first_line(exc)}") from None
 
 
-# -- Airflow side effects (best effort: the config is the source of truth) ---------------------
-def _airflow_sync_pools(args, sources) -> None:
-    if args.no_airflow:
-        return
-    try:
-        from moomarkets.airflow.pools import sync_pools
-
-        for name, slots, action in sync_pools(sources):
-            print(f"pool {name}: {slots} slot(s), {action}")
-    except Exception as exc:  # noqa: BLE001
-        print(
-            f"warning: Airflow pools not synced ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
-            " run `moomarkets pools sync` where Airflow's metadata DB is reachable",
-            file=sys.stderr,
-        )
+def _report(headline: str, out: Outcome[Any]) -> None:
+    """The command's own line, what Airflow did, notes; warnings go to stderr."""
+    print(headline)
+    for line in out.done:
+        print(line)
+    for line in out.notes:
+        print(f"note: {line}")
+    for line in out.warnings:
+        print(f"warning: {line}", file=sys.stderr)
 
 
-def _airflow_set_paused(args, dag_id: str, paused: bool) -> None:
-    if args.no_airflow:
-        return
-    try:
-        from moomarkets.airflow import ops as airflow_ops
+def _changes(args: argparse.Namespace, options: dict[str, str], **parsed: Any) -> dict[str, Any]:
+    """The options given (attribute -> field), plus ``parsed`` values that are not None, as field
+    changes; UsageError when there are none."""
+    from moomarkets.errors import UsageError
 
-        if not airflow_ops.set_paused(dag_id, paused):
-            print(f"note: DAG {dag_id} is not parsed yet; it will start {'paused' if paused else 'active'}")
-            return
-        print(f"DAG {dag_id} {'paused' if paused else 'unpaused'} in Airflow")
-    except Exception as exc:  # noqa: BLE001
-        print(
-            f"warning: could not {'pause' if paused else 'unpause'} DAG {dag_id} in Airflow ({type(exc).__name__});"
-            " its runs are skipped while the group is disabled anyway",
-            file=sys.stderr,
-        )
+    changes = {field: getattr(args, attr) for attr, field in options.items() if getattr(args, attr) is not None}
+    changes.update({field: value for field, value in parsed.items() if value is not None})
+    if not changes:
+        raise UsageError("nothing to update: give at least one option")
+    return changes
 
 
 # -- commands -----------------------------------------------------------------------------
-def cmd_db_upgrade(args) -> int:
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from moomarkets.warehouse import migrate
 
     migrate.upgrade(args.database_url)
@@ -100,146 +94,100 @@ def cmd_db_upgrade(args) -> int:
     return EXIT_OK
 
 
-def cmd_sources(args) -> int:
+def cmd_sources(args: argparse.Namespace) -> int:
+    from moomarkets.services import sources, views
     from moomarkets.warehouse import config_store as store
-    from moomarkets.config.models import DataSource
-    from moomarkets.airflow.pools import pool_name
-    from moomarkets.sources.registry import get_source_class
 
+    airflow = not args.no_airflow
     with _connect(args) as conn:
         if args.action == "list":
-            rows = []
-            for s in store.list_sources(conn):
-                cls = get_source_class(s.kind)
-                rows.append(
-                    {"code": s.code, "name": s.name, "kind": s.kind, "active": s.is_active, "conn_id": s.conn_id,
-                     "rate_limit": ",".join(cls.rate_limit(s.config)), "pool": pool_name(s.code),
-                     "slots": cls.max_concurrency(s.config)}
-                )
+            rows = [
+                {"code": s["code"], "name": s["name"], "kind": s["kind"], "active": s["is_active"],
+                 "conn_id": s["conn_id"], "rate_limit": ",".join(s["rate_limit"]), "pool": s["pool"],
+                 "slots": s["pool_slots"]}
+                for s in views.list_sources(conn)
+            ]
             print(_table(rows, ["code", "name", "kind", "active", "conn_id", "rate_limit", "pool", "slots"]))
-            return EXIT_OK
-        if args.action == "show":
+        elif args.action == "show":
             print(json.dumps(store.get_source(conn, args.code).to_dict(), indent=2, ensure_ascii=False))
-            return EXIT_OK
-        with conn.transaction():
-            if args.action == "add":
-                src = DataSource(
-                    code=args.code, name=args.name, kind=args.kind, conn_id=args.conn_id or f"{args.kind}_default",
-                    description=args.description or "", is_active=not args.inactive,
-                    config=_json_arg(args.config, "--config") if args.config else {},
-                )
-                src = store.add_source(conn, src)
-                print(f"added data source {src.code}")
-            elif args.action == "update":
-                changes: dict[str, Any] = {}
-                for attr in ("name", "kind", "conn_id", "description"):
-                    if getattr(args, attr) is not None:
-                        changes[attr] = getattr(args, attr)
-                if args.config is not None:
-                    changes["config"] = _json_arg(args.config, "--config")
-                if args.active is not None:
-                    changes["is_active"] = args.active
-                if not changes:
-                    raise CliError("nothing to update: give at least one option")
-                src = store.update_source(conn, args.code, **changes)
-                print(f"updated data source {src.code}")
-            elif args.action == "remove":
-                store.remove_source(conn, args.code)
-                print(f"removed data source {args.code}")
-                return EXIT_OK
-        _airflow_sync_pools(args, [src])
+        elif args.action == "add":
+            data = {"code": args.code, "name": args.name, "kind": args.kind, "conn_id": args.conn_id,
+                    "description": args.description, "is_active": not args.inactive,
+                    "config": _json_option(args.config, "config", "--config")}
+            out = sources.create(conn, data, airflow=airflow)
+            _report(f"added data source {out.value.code}", out)
+        elif args.action == "update":
+            changes = _changes(args, {"name": "name", "kind": "kind", "conn_id": "conn_id",
+                                      "description": "description", "active": "is_active"},
+                               config=_json_option(args.config, "config", "--config"))
+            out = sources.update(conn, args.code, changes, airflow=airflow)
+            _report(f"updated data source {out.value.code}", out)
+        elif args.action == "remove":
+            _report(f"removed data source {args.code}", sources.remove(conn, args.code))
     return EXIT_OK
 
 
-def cmd_groups(args) -> int:
+def cmd_groups(args: argparse.Namespace) -> int:
+    from moomarkets.services import groups
     from moomarkets.warehouse import config_store as store
-    from moomarkets.config.models import JobGroup
+    from moomarkets.warehouse import queries
 
+    airflow = not args.no_airflow
     with _connect(args) as conn:
         if args.action == "list":
-            status = {
-                r["name"]: r for r in conn.execute("SELECT name, last_run_status, units_done, units_total, rows_loaded FROM job_group_status")
-            }
             rows = []
-            for g in store.list_groups(conn):
-                st = status.get(g.name) or {}
+            for g in queries.list_groups(conn):  # no Airflow needed: the schedule is shown as cron
+                ran = bool(g["last_run_status"])
                 rows.append(
-                    {"name": g.name, "source": g.data_source, "dataset": g.dataset, "schedule": g.schedule,
-                     "timezone": g.timezone, "enabled": g.is_enabled, "last_run": st.get("last_run_status") or "-",
-                     "progress": f"{st.get('units_done') or 0}/{st.get('units_total') or 0}" if st.get("last_run_status") else "-",
-                     "rows": st.get("rows_loaded") if st.get("last_run_status") else "-"}
+                    {"name": g["name"], "source": g["data_source"], "dataset": g["dataset"], "schedule": g["schedule"],
+                     "timezone": g["timezone"], "enabled": g["is_enabled"], "last_run": g["last_run_status"] or "-",
+                     "progress": f"{g['units_done'] or 0}/{g['units_total'] or 0}" if ran else "-",
+                     "rows": g["rows_loaded"] if ran else "-"}
                 )
             print(_table(rows, ["name", "source", "dataset", "schedule", "timezone", "enabled", "last_run", "progress", "rows"]))
-            return EXIT_OK
-        if args.action == "show":
+        elif args.action == "show":
             print(json.dumps(store.get_group(conn, args.name).to_dict(), indent=2, ensure_ascii=False))
-            return EXIT_OK
-        if args.action == "validate":
+        elif args.action == "validate":
             return _validate_groups(conn, args.names)
-        with conn.transaction():
-            if args.action == "add":
-                group = JobGroup(
-                    name=args.name, data_source=args.source, dataset=args.dataset, schedule=args.schedule,
-                    timezone=args.timezone or "UTC", description=args.description or "",
-                    parameters=_json_arg(args.parameters, "--parameters") if args.parameters else {},
-                    is_enabled=not args.disabled,
-                )
-                group = store.add_group(conn, group)
-                print(f"added job group {group.name} (DAG {group.name} appears at the next DAG parse)")
-                return EXIT_OK
-            if args.action == "update":
-                changes: dict[str, Any] = {}
-                for attr, field in (("source", "data_source"), ("dataset", "dataset"), ("schedule", "schedule"),
-                                    ("timezone", "timezone"), ("description", "description")):
-                    if getattr(args, attr) is not None:
-                        changes[field] = getattr(args, attr)
-                if args.parameters is not None:
-                    changes["parameters"] = _json_arg(args.parameters, "--parameters")
-                if not changes:
-                    raise CliError("nothing to update: give at least one option")
-                store.update_group(conn, args.name, **changes)
-                print(f"updated job group {args.name}")
-                return EXIT_OK
-            if args.action in ("enable", "disable"):
-                store.update_group(conn, args.name, is_enabled=args.action == "enable")
-                print(f"{args.action}d job group {args.name}")
-            elif args.action == "remove":
-                store.remove_group(conn, args.name)
-                print(f"removed job group {args.name} (its DAG disappears at the next parse; loaded rows stay)")
-                return EXIT_OK
-        _airflow_set_paused(args, args.name, paused=args.action == "disable")
+        elif args.action == "add":
+            data = {"name": args.name, "data_source": args.source, "dataset": args.dataset, "schedule": args.schedule,
+                    "timezone": args.timezone, "description": args.description, "is_enabled": not args.disabled,
+                    "parameters": _json_option(args.parameters, "parameters", "--parameters")}
+            out = groups.create(conn, data)
+            _report(f"added job group {out.value.name}", out)
+        elif args.action == "update":
+            changes = _changes(args, {"source": "data_source", "dataset": "dataset", "schedule": "schedule",
+                                      "timezone": "timezone", "description": "description"},
+                               parameters=_json_option(args.parameters, "parameters", "--parameters"))
+            out = groups.update(conn, args.name, changes, airflow=airflow)
+            _report(f"updated job group {args.name}", out)
+        elif args.action in ("enable", "disable"):
+            out = groups.set_enabled(conn, args.name, args.action == "enable", airflow=airflow)
+            _report(f"{args.action}d job group {args.name}", out)
+        elif args.action == "remove":
+            _report(f"removed job group {args.name}", groups.remove(conn, args.name))
     return EXIT_OK
 
 
-def _validate_groups(conn, names: list[str]) -> int:
-    from moomarkets.warehouse import config_store as store
-    from moomarkets.config.validate import next_runs, validate_group
-    from moomarkets.errors import ConfigError
+def _validate_groups(conn: psycopg.Connection, names: list[str]) -> int:
+    from moomarkets.services import groups
 
-    groups = [store.get_group(conn, n) for n in names] if names else store.list_groups(conn)
-    bad = 0
-    for g in groups:
-        try:
-            ok = validate_group(g, store.find_source(conn, g.data_source), require_active=True)
-        except ConfigError as exc:
-            bad += 1
-            print(f"INVALID {g.name}: {exc.reason if exc.field is None else f'{exc.field}: {exc.reason}'}")
-            continue
-        runs = ", ".join(t.isoformat(timespec="minutes") for t in next_runs(ok.schedule, ok.timezone))
-        print(f"ok      {g.name}: next runs {runs}")
-    if not groups:
+    checks = groups.check(conn, names)
+    for c in checks:
+        if c.error:
+            print(f"INVALID {c.name}: {c.error}")
+        else:
+            print(f"ok      {c.name}: next runs {', '.join(t.isoformat(timespec='minutes') for t in c.next_runs)}")
+    if not checks:
         print("(no job groups)")
-    return EXIT_ERROR if bad else EXIT_OK
+    return EXIT_ERROR if any(c.error for c in checks) else EXIT_OK
 
 
-def cmd_export(args) -> int:
-    import yaml
-
-    from moomarkets.warehouse import config_store as store
+def cmd_export(args: argparse.Namespace) -> int:
+    from moomarkets.services import config_io
 
     with _connect(args) as conn:
-        data = store.export_config(conn)
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        text, data = config_io.export_yaml(conn)
     if args.file == "-":
         sys.stdout.write(text)
     else:
@@ -248,59 +196,45 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
-def load_yaml_file(path: str) -> Any:
-    import yaml
+def read_config_file(path: str) -> Any:
+    """The YAML in ``path`` (``-``: stdin) as data; UsageError for an unreadable file or bad YAML."""
+    from moomarkets.errors import UsageError
+    from moomarkets.services import config_io
 
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise CliError(f"{path} is not valid YAML{where}: {problem}") from None
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return config_io.parse_yaml(text, path)
 
 
-def cmd_import(args) -> int:
-    from moomarkets.warehouse import config_store as store
+def cmd_import(args: argparse.Namespace) -> int:
+    from moomarkets.services import config_io
 
-    data = load_yaml_file(args.file)
+    data = read_config_file(args.file)
     with _connect(args) as conn:
-        counts = store.import_config(conn, data, replace_all=args.replace)
-        print(
-            "imported: {sources_created} source(s) created, {sources_updated} updated; "
-            "{groups_created} group(s) created, {groups_updated} updated; {removed} removed".format(**counts)
-        )
-        sources = store.list_sources(conn)
-    _airflow_sync_pools(args, sources)
+        out = config_io.import_config(conn, data, replace_all=args.replace, airflow=not args.no_airflow)
+    _report(
+        "imported: {sources_created} source(s) created, {sources_updated} updated; "
+        "{groups_created} group(s) created, {groups_updated} updated; {removed} removed".format(**out.value),
+        out,
+    )
     return EXIT_OK
 
 
-def cmd_pools(args) -> int:
-    from moomarkets.warehouse import config_store as store
-    from moomarkets.airflow.pools import check_pools
+def cmd_pools(args: argparse.Namespace) -> int:
+    from moomarkets.services import sources
 
     with _connect(args) as conn:
-        sources = store.list_sources(conn)
-    if args.action == "sync":
-        from moomarkets.airflow.pools import sync_pools
-
-        try:
-            done = sync_pools(sources)
-        except Exception as exc:  # noqa: BLE001 - Airflow's metadata DB unreachable or not migrated
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise CliError(f"could not sync pools in Airflow ({type(exc).__name__}: {first[:200]})") from None
-        for name, slots, action in done:
-            print(f"pool {name}: {slots} slot(s), {action}")
-        return EXIT_OK
-    problems = check_pools(sources)
+        if args.action == "sync":
+            for name, slots, action in sources.sync_all_pools(conn):
+                print(f"pool {name}: {slots} slot(s), {action}")
+            return EXIT_OK
+        problems, checked = sources.check_pools(conn)
     for p in problems:
         print(p)
     if not problems:
-        print(f"all {len(sources)} pool(s) match the data sources")
+        print(f"all {checked} pool(s) match the data sources")
     return EXIT_ERROR if problems else EXIT_OK
 
 
@@ -308,14 +242,12 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors are one ``error:`` line (like every other error of this CLI), exit code 2.
     Subcommand parsers inherit the class (argparse creates them with the parent's type)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
         sys.stderr.write(f"error: {self.prog}: {message} (see: {self.prog} --help)\n")
         sys.exit(EXIT_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from moomarkets import settings
-
     p = _Parser(prog="moomarkets", description="MooMarkets Ingest: data sources and job groups")
     p.add_argument("--database-url", default=None, help="warehouse URL (default: $MOOMARKETS_DATABASE_URL)")
     p.add_argument("--no-airflow", action="store_true", help="do not touch Airflow (pools, pause state)")
@@ -329,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = sp.add_parser("show"); x.add_argument("code"); x.set_defaults(func=cmd_sources)
     x = sp.add_parser("add")
     x.add_argument("--code", required=True); x.add_argument("--name", required=True)
-    x.add_argument("--kind", required=True); x.add_argument("--conn-id")
+    x.add_argument("--kind", required=True); x.add_argument("--conn-id", help="default: the kind's connection")
     x.add_argument("--description"); x.add_argument("--config", help="JSON, e.g. '{\"plan\": \"light\"}'")
     x.add_argument("--inactive", action="store_true"); x.set_defaults(func=cmd_sources)
     x = sp.add_parser("update"); x.add_argument("code")
@@ -364,7 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
     pp = sub.add_parser("pools", help="Airflow pools, one per data source").add_subparsers(dest="action", required=True)
     pp.add_parser("sync").set_defaults(func=cmd_pools)
     pp.add_parser("check").set_defaults(func=cmd_pools)
-    p.set_defaults(database_url_default=settings.database_url)
     return p
 
 
@@ -377,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.database_url = args.database_url or settings.database_url()
     try:
         return args.func(args)
-    except (CliError, MooMarketsError) as exc:
+    except MooMarketsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -33,9 +33,18 @@ class ConfigStoreUnavailable(MooMarketsError):
 
 
 class SourceError(MooMarketsError):
-    """A data source API call failed. ``retryable`` says whether trying again can help."""
+    """A data source API call failed. ``retryable`` says whether trying again can help.
+
+    ``status_code`` and ``server_message`` keep the HTTP status and the API's own message, when
+    there was one, so callers can tell a 403 "plan" from a 403 "bad key" without parsing text.
+    """
 
     retryable = True
+
+    def __init__(self, message: str, *, status_code: int | None = None, server_message: str = ""):
+        super().__init__(message)
+        self.status_code = status_code
+        self.server_message = server_message
 
 
 class RetryableSourceError(SourceError):
@@ -60,3 +69,28 @@ class PlanNotCoveredError(PermanentSourceError):
 
 class RateLimitTimeout(RetryableSourceError):
     """No rate-limit token could be had within the caller's timeout."""
+
+
+class UsageError(MooMarketsError):
+    """A command or form was used wrongly (nothing to update, unreadable file, bad JSON argument)."""
+
+
+class AirflowOpError(MooMarketsError):
+    """An Airflow action was refused (DAG not parsed yet, no runs in range, a backfill already running)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name when it has none.
+
+    Driver errors (psycopg, SQLAlchemy) carry multi-line details; users get one line.
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """``text`` with every given secret replaced by ``***`` (before it is stored, logged or shown)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -54,7 +54,7 @@ import time
 import zlib
 from typing import Any, NamedTuple
 
-from moomarkets.errors import RateLimitTimeout
+from moomarkets.errors import RateLimitTimeout, first_line
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,6 @@ UNITS_MS = {"second": 1000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_0
 _SHORT_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 _SPEC_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*$")
 _FORMAT_HINT = "N/second|minute|hour|day (e.g. '60/minute', '5/second', '20/10s')"
-
-PLAN_PRESETS: dict[str, dict[str, str]] = {
-    "jquants": {"free": "5/minute", "light": "60/minute", "standard": "120/minute", "premium": "500/minute"},
-}
 
 PENALTY_DDL = """
 CREATE TABLE IF NOT EXISTS rate_limit_penalties (
@@ -166,39 +162,11 @@ def parse_rates(spec: str | list[str] | tuple[str, ...]) -> list[RateSpec]:
     return [p[0] for p in parsed]
 
 
-def resolve_rate_limit(config: dict[str, Any], kind: str, default: str | list[str] | None = None) -> list[str]:
-    """The rate-limit specs of a source: ``config["rate_limit"]`` if given, else the preset of
-    ``config["plan"]`` for ``kind`` (e.g. J-Quants ``plan: light`` -> ``["60/minute"]``), else
-    ``default``. Raises ValueError for an unknown plan or when nothing applies."""
-    if config.get("rate_limit") is not None:
-        spec = config["rate_limit"]
-        parse_rates(spec)
-        if isinstance(spec, str):
-            return [s.strip() for s in spec.split(",")]
-        return [str(s) for s in spec]
-    plan = config.get("plan")
-    if plan is not None:
-        presets = PLAN_PRESETS.get(kind)
-        if presets is None:
-            raise ValueError(f"plan: {kind} sources have no plans; give rate_limit instead")
-        if plan not in presets:
-            raise ValueError(f"plan: {plan!r} is not one of {', '.join(presets)}")
-        return [presets[plan]]
-    if default is None:
-        raise ValueError(f"rate_limit: no rate_limit (or plan) configured for this {kind} source")
-    return [default] if isinstance(default, str) else list(default)
-
-
 def default_margin_ms(rates: list[RateSpec]) -> int:
     """Jitter allowance added to every window: 3 % of the shortest window, at least 50 ms (never
     more than half the window) and at most 250 ms."""
     shortest = min(r.interval for r in rates)
     return int(min(250, shortest // 2, max(50, 0.03 * shortest)))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def describe(rates: list[RateSpec]) -> str:
@@ -321,7 +289,7 @@ class SourceRateLimiter:
                     raise
                 db_errors += 1
                 wait = min(5.0, 0.25 * 2**db_errors)
-                detail = _first_line(exc)
+                detail = first_line(exc)
                 if time.monotonic() + wait > deadline:
                     raise RateLimitTimeout(
                         f"no {self.source} rate-limit token within {timeout:g} s: "
@@ -366,7 +334,7 @@ class SourceRateLimiter:
                     {"source": self.source, "secs": seconds, "reason": reason, "max": _MAX_PENALTY, "recent": recent},
                 )
         except psycopg.Error as exc:
-            self.log.warning("%s: could not record the %s pause: %s", self.source, reason, _first_line(exc))
+            self.log.warning("%s: could not record the %s pause: %s", self.source, reason, first_line(exc))
             return
         self.log.warning("%s: %s; pausing every worker of this source for at least %.1f s", self.source, reason, seconds)
 

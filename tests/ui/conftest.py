@@ -1,5 +1,10 @@
-"""A real Airflow for the browser tests: api-server + dag-processor on a free port, own AIRFLOW_HOME
-and metadata DB (a database in the test PostgreSQL server), torn down with no orphans.
+"""Fixtures of the management-UI tests.
+
+``airflow_app``/``client``: Airflow's real api-server app in-process, with this repo's plugin
+mounting the UI (tests/ui/test_ui_*.py).
+
+``airflow_stack``: a real Airflow for the browser tests: api-server + dag-processor on a free port,
+own AIRFLOW_HOME and metadata DB (a database in the test PostgreSQL server), torn down with no orphans.
 
 Each component runs in its own process group (``start_new_session``) so stopping it kills its
 children too. Browser tests need Debian's chromium (``apt-get install -y chromium``) and the
@@ -23,6 +28,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
+from ui_helpers import CONFIG, PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("MOOMARKETS_CHROMIUM", "/usr/bin/chromium"))
@@ -231,3 +238,46 @@ def shot(request):
         return path
 
     return take
+
+
+# -- the management app inside Airflow's api-server app (tests/ui/test_ui_*.py) -----------------
+@pytest.fixture(scope="module")
+def airflow_app(airflow_db):
+    """Airflow's whole FastAPI app, with the plugins folder of this repo (our app mounted)."""
+    import secrets
+
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+
+    with pytest.MonkeyPatch.context() as mp:
+        # explicit secrets: other tests may reload Airflow's config, which drops the generated ones
+        mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64))
+        mp.setenv("AIRFLOW__API__SECRET_KEY", secrets.token_urlsafe(32))
+        mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,editor:user,viewer:viewer")
+        yield create_app()
+        purge_cached_app()
+
+
+@pytest.fixture(scope="module")
+def ui_subapp(airflow_app):
+    from fastapi import FastAPI
+    from starlette.routing import Mount
+
+    mounts = [r for r in airflow_app.routes if isinstance(r, Mount) and r.path == PREFIX]
+    assert len(mounts) == 1, "the plugin's app is not mounted at /moomarkets"
+    assert isinstance(mounts[0].app, FastAPI)
+    return mounts[0].app
+
+
+@pytest.fixture
+def client(airflow_app, warehouse_url):
+    from fastapi.testclient import TestClient
+
+    from moomarkets.airflow import ops as airflow_ops
+    from moomarkets.warehouse import config_store as store
+    from moomarkets.warehouse.db import connect
+
+    airflow_ops.clear_credential_cache()
+    with connect(warehouse_url) as conn:
+        store.import_config(conn, yaml.safe_load(CONFIG))
+    with TestClient(airflow_app, base_url="http://testserver") as c:
+        yield c

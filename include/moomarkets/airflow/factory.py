@@ -19,13 +19,13 @@ from airflow.sdk import TriggerRule
 
 from moomarkets import settings
 from moomarkets.pipeline import run as runner
-from moomarkets.config.models import GroupSpec
-from moomarkets.warehouse.config_snapshot import load_specs
-from moomarkets.config.validate import validate_group
-from moomarkets.errors import ConfigError, SourceError
+from moomarkets.airflow.connections import get_credentials
 from moomarkets.airflow.pools import pool_name
-from moomarkets.sources.base import Credentials, Interval
-from moomarkets.sources.registry import get_source_class
+from moomarkets.config.models import GroupSpec
+from moomarkets.errors import ConfigError, SourceError, scrub
+from moomarkets.pipeline import GroupPipeline
+from moomarkets.sources.base import Interval
+from moomarkets.warehouse.config_snapshot import load_specs
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def dataset_asset(source_code: str, dataset: str) -> Asset:
     )
 
 
-def _doc_md(spec: GroupSpec) -> str:
-    g, s = spec.group, spec.source
+def _doc_md(pipe: GroupPipeline) -> str:
+    g, s = pipe.group, pipe.source_row
     params = "\n".join(f"- `{k}`: `{v}`" for k, v in sorted(g.parameters.items())) or "- (none)"
     return (
         f"## {g.name}\n\n{g.description or '(no description)'}\n\n"
@@ -66,38 +66,12 @@ def _doc_md(spec: GroupSpec) -> str:
     )
 
 
-def _credentials(conn_id: str) -> Credentials:
-    from airflow.sdk import Connection
-    from airflow.sdk.log import mask_secret
-
-    try:
-        conn = Connection.get(conn_id)
-    except Exception as exc:  # noqa: BLE001 - a keyless source (Yahoo) works without its connection
-        if type(exc).__name__ not in ("AirflowNotFoundException", "AirflowRuntimeError"):
-            raise
-        log.warning("connection %r is not defined; calling the source without credentials", conn_id)
-        return Credentials()
-    if conn.password:
-        mask_secret(conn.password)
-    host = conn.host or None
-    if host and conn.schema and "://" not in host:
-        host = f"{conn.schema}://{host}"
-    if host and conn.port and f":{conn.port}" not in host:
-        scheme, _, rest = host.partition("://")
-        hostpart, slash, path = rest.partition("/")
-        host = f"{scheme}://{hostpart}:{conn.port}{slash}{path}"
-    return Credentials(secret=conn.password or None, host=host, extra=conn.extra_dejson or {})
-
-
 def build_group_dag(spec: GroupSpec) -> DAG:
     """The DAG of one valid job group. Raises ConfigError when the group is invalid."""
-    group = validate_group(spec.group, spec.source)
-    source = spec.source
-    assert source is not None
-    spec = GroupSpec(group=group, source=source)
+    pipe = GroupPipeline.resolve(spec)  # validated, source class and dataset looked up once
+    group, source = pipe.group, pipe.source_row
     dag_id = group.name
     url_env = settings.database_url  # resolved when tasks run, not at parse time
-    get_source_class(source.kind)  # fail at parse time on an unknown kind
 
     with DAG(
         dag_id=dag_id,
@@ -110,7 +84,7 @@ def build_group_dag(spec: GroupSpec) -> DAG:
         dagrun_timeout=timedelta(hours=12),
         default_args=DEFAULT_ARGS,
         tags=["moomarkets", f"source:{source.code}", f"dataset:{group.dataset}"],
-        doc_md=_doc_md(spec),
+        doc_md=_doc_md(pipe),
         is_paused_upon_creation=not group.is_enabled,
     ) as dag:
 
@@ -124,11 +98,11 @@ def build_group_dag(spec: GroupSpec) -> DAG:
             ok, reason = runner.group_is_runnable(url, group.name)
             if not ok:
                 runner.record_skipped(
-                    spec=spec, dag_id=dag_id, run_id=context["run_id"], url=url, reason=reason, interval=interval
+                    pipe, dag_id=dag_id, run_id=context["run_id"], url=url, reason=reason, interval=interval
                 )
                 raise AirflowSkipException(reason)
             return runner.plan_units(
-                spec,
+                pipe,
                 interval,
                 dag_id=dag_id,
                 run_id=context["run_id"],
@@ -145,14 +119,14 @@ def build_group_dag(spec: GroupSpec) -> DAG:
         def fetch_and_load(unit: dict[str, Any], **context: Any) -> dict[str, Any]:
             """Fetch one unit through the source's shared rate limit and upsert it in one transaction."""
             get_current_context()["unit_key"] = unit["key"]  # shown as the map index in the UI
-            credentials = _credentials(source.conn_id)
+            credentials = get_credentials(source.conn_id)
             try:
                 return runner.fetch_and_load(
-                    spec, unit, dag_id=dag_id, run_id=context["run_id"], credentials=credentials, url=url_env()
+                    pipe, unit, dag_id=dag_id, run_id=context["run_id"], credentials=credentials, url=url_env()
                 )
             except (ConfigError, SourceError) as exc:
                 if isinstance(exc, ConfigError) or not exc.retryable:
-                    raise AirflowFailException(runner.scrub(str(exc), credentials.secret)) from None
+                    raise AirflowFailException(scrub(str(exc), credentials.secret)) from None
                 raise
 
         asset = dataset_asset(source.code, group.dataset)

@@ -11,6 +11,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+from moomarkets.airflow.connections import credentials_from_connection, describe_check
 from moomarkets.sources.base import Credentials
 
 
@@ -23,8 +24,7 @@ class _SourceHook(BaseHook):
         self.conn_id = conn_id or self.default_conn_name
 
     def credentials(self) -> Credentials:
-        conn = self.get_connection(self.conn_id)
-        return Credentials(secret=conn.password or None, host=conn.host or None)
+        return credentials_from_connection(self.get_connection(self.conn_id))
 
     def _configured_source(self):
         """The ``data_sources`` row using this connection (its code names the shared limiter and
@@ -49,22 +49,17 @@ class _SourceHook(BaseHook):
 
         src = self._configured_source()
         if src is None:
-            ok, reason, detail = check_source_credentials(
+            outcome = check_source_credentials(
                 self.source_kind, self.source_kind, {}, self.credentials(), db_url=None
             )
         else:
-            ok, reason, detail = check_source_credentials(
+            outcome = check_source_credentials(
                 src.kind, src.code, src.config, self.credentials(), db_url=settings.database_url()
             )
-        if ok:
-            return True, f"{self.hook_name}: credentials are valid"
-        return False, {
-            "rejected": f"Credentials rejected: {detail}",
-            "not_covered": f"Key is valid but the plan does not cover this data: {detail}",
-            "busy": f"Not tested: the {src.code if src else ''} rate limit is fully used by running tasks; try again",
-            "no_limiter": f"Not tested: the shared rate limit is unavailable ({detail})",
-            "unreachable": f"Could not reach the API: {detail}",
-        }[reason]
+        message = describe_check(outcome, source_code=src.code if src else None)
+        if outcome.ok:
+            return True, f"{self.hook_name}: {message}"
+        return False, message[:1].upper() + message[1:]
 
 
 class JQuantsHook(_SourceHook):

@@ -1,34 +1,28 @@
-"""Airflow side effects shared by the CLI and the management UI.
+"""Airflow's side of the service layer: pause state, manual runs, backfills, pool usage, schedules
+in words and credential checks.
 
-Pause state, manual runs, backfills, pool usage and credential checks, done with Airflow's own
-functions against its metadata DB (so they work wherever Airflow is configured: the api-server
-that hosts the UI, or a shell with the CLI). Airflow is imported lazily: importing this module
-costs nothing and the domain code stays Airflow-free.
-
-The config tables are the source of truth; these calls keep Airflow in step with them.
+Each call uses Airflow's own functions against its metadata DB, so it works wherever Airflow is
+configured (the api-server hosting the UI, or a shell running the CLI). Airflow is imported inside
+the functions: importing this module costs nothing. Input rules (backfill limits, date order) are
+checked by ``moomarkets.services.runs`` before these are called; the config tables are the source
+of truth and these calls only keep Airflow in step with them.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
-from typing import Any, Iterable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from moomarkets.config.models import DataSource
-from moomarkets.errors import MooMarketsError
-
-log = logging.getLogger(__name__)
-
-
-class AirflowOpError(MooMarketsError):
-    """An Airflow action was refused (DAG not parsed, no runs in range, a backfill already running...)."""
+from moomarkets.errors import AirflowOpError
 
 
 # -- DAG state ------------------------------------------------------------------------------
@@ -98,6 +92,17 @@ def set_paused(dag_id: str, paused: bool) -> bool:
     return True
 
 
+def describe_schedule(schedule: str, timezone: str) -> str:
+    """The cron schedule as Airflow words it (its own timetable class), with the timezone."""
+    try:
+        from airflow.timetables.interval import CronDataIntervalTimetable
+
+        text = CronDataIntervalTimetable(schedule, timezone=timezone).description
+    except Exception:  # noqa: BLE001 - a page must stay up: fall back to the raw expression
+        text = schedule
+    return f"{text} ({timezone})"
+
+
 # -- runs -----------------------------------------------------------------------------------
 def trigger_run(dag_id: str, *, user_name: str | None = None, note: str | None = None, from_ui: bool = True) -> str:
     """Queue a manual run for the latest complete data interval (what "Trigger" does); returns its run id."""
@@ -159,8 +164,6 @@ def plan_backfill(dag_id: str, from_date: date, to_date: date, timezone: str) ->
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.utils.session import create_session
 
-    if from_date > to_date:
-        raise AirflowOpError(f"from date {from_date} is after to date {to_date}")
     tz = ZoneInfo(timezone)
     start = datetime.combine(from_date, datetime.min.time(), tzinfo=tz)
     end = datetime.combine(to_date + timedelta(days=1), datetime.min.time(), tzinfo=tz)
@@ -205,7 +208,7 @@ def create_backfill(
     Uses Airflow's own ``_create_backfill`` (what ``airflow backfill create`` and the REST API call):
     it only inserts queued runs; the scheduler runs them, and not while the DAG is paused.
     ``reprocess_behavior``: ``none`` skips intervals that already ran, ``failed`` redoes failed
-    ones, ``completed`` redoes all.
+    ones, ``completed`` redoes all. The values were checked by ``services.runs.backfill_request``.
     """
     from airflow.exceptions import DagNotFound
     from airflow.models.backfill import (
@@ -218,14 +221,7 @@ def create_backfill(
         _create_backfill,
     )
 
-    try:
-        behavior = ReprocessBehavior(reprocess_behavior)
-    except ValueError:
-        raise AirflowOpError(
-            f"reprocess behavior must be one of none, failed, completed; got {reprocess_behavior!r}"
-        ) from None
-    if not 1 <= int(max_active_runs) <= 32:
-        raise AirflowOpError(f"max active runs must be from 1 to 32, got {max_active_runs}")
+    behavior = ReprocessBehavior(reprocess_behavior)  # a bad value is the caller's bug: ValueError
     plan = plan_backfill(dag_id, from_date, to_date, timezone)
     if not plan.intervals:
         raise AirflowOpError(
@@ -257,6 +253,8 @@ def create_backfill(
 # -- pools ----------------------------------------------------------------------------------
 @dataclass
 class PoolUsage:
+    """Slots and current use of one pool; ``exists`` is False until the pool is created."""
+
     name: str
     exists: bool
     slots: int | None = None
@@ -313,42 +311,19 @@ _CHECKS_LOCK = threading.Lock()
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="moomarkets-credcheck")
 
 
-def _connection_exists(conn_id: str) -> bool | None:
-    """Whether Airflow has the connection (None when that cannot be told)."""
-    from airflow.sdk import Connection
-
-    try:
-        Connection.get(conn_id)
-    except Exception as exc:  # noqa: BLE001
-        return False if type(exc).__name__ in ("AirflowNotFoundException", "AirflowRuntimeError") else None
-    return True
-
-
 def _check_now(src: DataSource) -> CredentialCheck:
     from moomarkets import settings
+    from moomarkets.airflow.connections import connection_exists, describe_check, get_credentials
     from moomarkets.pipeline.credentials import check_source_credentials
-    from moomarkets.airflow.factory import _credentials  # the exact translation the tasks use
 
-    exists = _connection_exists(src.conn_id)
-    missing = f"Airflow connection {src.conn_id!r} does not exist"
+    exists = connection_exists(src.conn_id)
+    missing = f"Airflow connection {src.conn_id!r} does not exist" if exists is False else None
     try:
-        creds = _credentials(src.conn_id)
+        creds = get_credentials(src.conn_id)
     except Exception as exc:  # noqa: BLE001
         return CredentialCheck(None, f"could not read Airflow connection {src.conn_id!r} ({type(exc).__name__})")
-    ok, reason, detail = check_source_credentials(src.kind, src.code, src.config, creds, db_url=settings.database_url())
-    prefix = f"{missing}; " if exists is False else ""
-    if reason == "valid":
-        if exists is False:
-            return CredentialCheck(True, f"valid without credentials ({missing}; this source needs no key)")
-        return CredentialCheck(True, "credentials are valid")
-    message = {
-        "rejected": f"{prefix}credentials rejected: {detail}",
-        "not_covered": f"the plan does not cover this data: {detail}",
-        "busy": "not checked yet: the source's rate limit is fully used by running tasks",
-        "no_limiter": f"not checked: the rate limiter is unavailable ({detail})",
-        "unreachable": f"{prefix}could not reach the API: {detail}",
-    }[reason]
-    return CredentialCheck(ok, message)
+    outcome = check_source_credentials(src.kind, src.code, src.config, creds, db_url=settings.database_url())
+    return CredentialCheck(outcome.ok, describe_check(outcome, source_code=src.code, conn_missing=missing))
 
 
 def check_credentials(src: DataSource, *, timeout: float = 10.0, max_age: float = 300.0, force: bool = False) -> CredentialCheck:
@@ -373,5 +348,6 @@ def check_credentials(src: DataSource, *, timeout: float = 10.0, max_age: float 
 
 
 def clear_credential_cache() -> None:
+    """Forget every cached check (the next one asks the API again)."""
     with _CHECKS_LOCK:
         _CHECKS.clear()

@@ -1,4 +1,8 @@
-"""Config: the data source and job group model, its validation, storage, snapshot and YAML I/O."""
+"""Config: the data source and job group records and their validation (no database, no Airflow).
+
+Reading and writing the config tables lives in ``moomarkets.warehouse.config_store``; the
+parse-time read with its last-known-good snapshot in ``moomarkets.warehouse.config_snapshot``.
+"""
 
 from moomarkets.config.models import DataSource, GroupSpec, JobGroup
 

@@ -1,98 +1,64 @@
-"""What each task of a group's DAG does, as plain functions (no Airflow imports).
+"""What each task of a group's DAG does, as plain functions over a :class:`GroupPipeline`.
 
-The Airflow layer (``moomarkets.airflow.factory``) wraps these in ``@task``s; tests call them directly.
+The Airflow layer (``moomarkets.airflow.factory``) wraps these in ``@task``s; tests call them
+directly. Every statement on run records lives in ``moomarkets.warehouse.runs``.
 """
 
 from __future__ import annotations
 
 import logging
-import time as _time
+import time
 from contextlib import ExitStack
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from moomarkets.warehouse import runs as storage
-from moomarkets.config.models import GroupSpec
-from moomarkets.warehouse.datasets import get_dataset
-from moomarkets.warehouse.db import connect
-from moomarkets.errors import MooMarketsError, PermanentSourceError, RetryableSourceError
+from moomarkets.errors import MooMarketsError, PermanentSourceError, RetryableSourceError, scrub
+from moomarkets.pipeline.group import GroupPipeline
 from moomarkets.sources.base import Credentials, FetchUnit, Interval
-from moomarkets.sources.registry import get_source_class
+from moomarkets.warehouse import loads, runs, trading_calendar
+from moomarkets.warehouse.db import connect
+
+if TYPE_CHECKING:
+    from moomarkets.ratelimit import SourceRateLimiter
 
 log = logging.getLogger(__name__)
 
-
-def scrub(text: str, *secrets: str | None) -> str:
-    """Remove secrets from a message before it is stored, logged or shown."""
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return text
+ERROR_TEXT_MAX = 2000  # characters of a unit's error kept in run_units
 
 
 def group_is_runnable(url: str, group_name: str) -> tuple[bool, str]:
     """Live check (not the parse-time copy): is the group enabled and its source active?"""
     with connect(url) as conn:
-        row = conn.execute(
-            "SELECT g.is_enabled, s.is_active, s.code FROM job_groups g"
-            " JOIN data_sources s ON s.id = g.data_source_id WHERE g.name = %s",
-            (group_name,),
-        ).fetchone()
-    if row is None:
-        return False, f"job group {group_name!r} no longer exists"
-    if not row["is_enabled"]:
-        return False, f"job group {group_name!r} is disabled"
-    if not row["is_active"]:
-        return False, f"data source {row['code']!r} is inactive"
-    return True, ""
+        return runs.group_runnable(conn, group_name)
 
 
 def calendar_lookup(url: str, source_code: str):
-    """Business days from the ``trading_calendar`` table, or None when it does not cover the range.
-
-    HolDiv 1 (business day) and 2 (half day) trade cash equities; 0 and 3 do not.
-    """
+    """A ``business_days(start, end)`` callable for the source's planner, backed by the warehouse."""
 
     def business_days(start, end):
         with connect(url) as conn:
-            rows = conn.execute(
-                "SELECT date, hol_div FROM trading_calendar WHERE source = %s AND date BETWEEN %s AND %s",
-                (source_code, start, end),
-            ).fetchall()
-        if len(rows) < (end - start).days + 1:
-            return None
-        return [r["date"] for r in rows if r["hol_div"] in (1, 2)]
+            return trading_calendar.business_days(conn, source_code, start, end)
 
     return business_days
 
 
 def plan_units(
-    spec: GroupSpec,
-    interval: Interval,
-    *,
-    dag_id: str,
-    run_id: str,
-    url: str,
-    max_units: int,
+    pipe: GroupPipeline, interval: Interval, *, dag_id: str, run_id: str, url: str, max_units: int
 ) -> list[dict[str, Any]]:
     """Ask the source for the cheapest units for the interval and open the run record."""
-    assert spec.source is not None
-    cls = get_source_class(spec.source.kind)
-    source = cls(spec.source.code, spec.source.config, Credentials())
-    units = source.plan(
-        spec.group.dataset,
-        spec.group.parameters,
+    units = pipe.source().plan(
+        pipe.group.dataset,
+        pipe.group.parameters,
         interval,
         max_units=max_units,
-        business_days=calendar_lookup(url, spec.source.code),
+        business_days=calendar_lookup(url, pipe.source_code),
     )
     if len(units) > max_units:  # a source bug must not surface as Airflow's cryptic mapping error
         raise MooMarketsError(f"plan produced {len(units)} units, more than max_map_length={max_units}")
     payload = [u.to_dict() for u in units]
     with connect(url) as conn, conn.transaction():
-        storage.start_run(
+        runs.start_run(
             conn,
-            group_name=spec.group.name,
+            group_name=pipe.name,
             dag_id=dag_id,
             run_id=run_id,
             interval_start=interval.start,
@@ -100,81 +66,63 @@ def plan_units(
             units=payload,
             plan={"units": len(payload), "kinds": sorted({u.kind for u in units})},
         )
-    log.info(
-        "planned %d unit(s) for %s %s..%s", len(payload), spec.group.name, interval.start.isoformat(),
-        interval.end.isoformat(),
-    )
+    log.info("planned %d unit(s) for %s %s..%s", len(payload), pipe.name, interval.start.isoformat(),
+             interval.end.isoformat())
     return payload
 
 
-def make_limiter(spec: GroupSpec, url: str):
-    """The source's shared (cross-worker) rate limiter."""
-    from moomarkets.ratelimit import SourceRateLimiter
-
-    assert spec.source is not None
-    cls = get_source_class(spec.source.kind)
-    return SourceRateLimiter(spec.source.code, cls.rate_limit(spec.source.config), url)
-
-
 def fetch_and_load(
-    spec: GroupSpec,
+    pipe: GroupPipeline,
     unit_dict: dict[str, Any],
     *,
     dag_id: str,
     run_id: str,
     credentials: Credentials,
     url: str,
-    limiter=None,
+    limiter: SourceRateLimiter | None = None,
 ) -> dict[str, Any]:
     """Fetch one unit and upsert its rows in one transaction; record the unit either way.
 
     Returns a small summary (safe for XCom). Re-raises the failure after recording it, so the
     task layer can retry it or fail it.
     """
-    assert spec.source is not None
     unit = FetchUnit.from_dict(unit_dict)
-    dataset = get_dataset(spec.group.dataset)
     with connect(url) as conn:
-        run_pk = storage.find_run(conn, dag_id, run_id)
+        run_pk = runs.find_run(conn, dag_id, run_id)
         if run_pk is None:
             raise MooMarketsError(f"no run record for {dag_id}/{run_id}: run the plan task first")
         with conn.transaction():
-            storage.mark_unit_running(conn, run_pk, unit_dict)
-    started = _time.monotonic()
+            runs.mark_unit_running(conn, run_pk, unit_dict)
+    started = time.monotonic()
     requests = 0
     with ExitStack() as stack:
         if limiter is None:
-            limiter = make_limiter(spec, url)
+            limiter = pipe.limiter(url)
             stack.callback(limiter.close)
-        cls = get_source_class(spec.source.kind)
-        source = cls(
-            spec.source.code, spec.source.config, credentials, acquire=limiter.acquire, on_throttle=limiter.penalize
-        )
+        source = pipe.source(credentials, limiter)
         try:
-            result = source.fetch(spec.group.dataset, unit)
+            result = source.fetch(pipe.group.dataset, unit)
             requests = result.requests
+            error = None
+            if result.item_errors:
+                error = scrub("; ".join(f"{k}: {v}" for k, v in sorted(result.item_errors.items())),
+                              credentials.secret)
             with connect(url) as conn, conn.transaction():
-                changed = storage.upsert_rows(conn, dataset, result.rows)
-                error = None
-                if result.item_errors:
-                    error = "; ".join(f"{k}: {v}" for k, v in sorted(result.item_errors.items()))
-                storage.mark_unit_done(
-                    conn, run_pk, unit.key, rows=len(result.rows), requests=requests,
-                    error=scrub(error, credentials.secret) if error else None,
-                )
-                storage.refresh_run_progress(conn, run_pk)
+                changed = loads.upsert_rows(conn, pipe.dataset, result.rows)
+                runs.mark_unit_done(conn, run_pk, unit.key, rows=len(result.rows), requests=requests, error=error)
+                runs.refresh_run_progress(conn, run_pk)
         except Exception as exc:
-            message = scrub(f"{type(exc).__name__}: {exc}", credentials.secret)[:2000]
+            message = scrub(f"{type(exc).__name__}: {exc}", credentials.secret)[:ERROR_TEXT_MAX]
             with connect(url) as conn, conn.transaction():
-                storage.mark_unit_done(conn, run_pk, unit.key, rows=0, requests=requests, error=message)
-                storage.refresh_run_progress(conn, run_pk)
+                runs.mark_unit_done(conn, run_pk, unit.key, rows=0, requests=requests, error=message)
+                runs.refresh_run_progress(conn, run_pk)
             raise
     summary = {
         "unit": unit.key,
         "rows": len(result.rows),
         "changed": changed,
         "requests": requests,
-        "seconds": round(_time.monotonic() - started, 3),
+        "seconds": round(time.monotonic() - started, 3),
         "item_errors": len(result.item_errors),
     }
     log.info("loaded %s: %d rows (%d new or changed), %d request(s)", unit.key, summary["rows"], changed, requests)
@@ -188,22 +136,19 @@ def record_run(*, dag_id: str, run_id: str, url: str) -> dict[str, Any]:
     """Close the run record from its units and return the summary (status "missing" when none)."""
     empty = {"units_total": 0, "units_failed": 0, "rows_loaded": 0, "failed_units": []}
     with connect(url) as conn, conn.transaction():
-        row = conn.execute("SELECT id, status FROM runs WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)).fetchone()
-        if row is None:
+        found = runs.run_status(conn, dag_id, run_id)
+        if found is None:
             return {"status": "missing", **empty}
-        if row["status"] == "skipped":
+        run_pk, status = found
+        if status == "skipped":
             return {"status": "skipped", **empty}
-        return storage.finish_run(conn, row["id"])
+        return runs.finish_run(conn, run_pk)
 
 
-def record_skipped(*, spec: GroupSpec, dag_id: str, run_id: str, url: str, reason: str, interval: Interval) -> None:
+def record_skipped(pipe: GroupPipeline, *, dag_id: str, run_id: str, url: str, reason: str, interval: Interval) -> None:
+    """Record a run that skipped itself (group disabled or source inactive since the DAG was parsed)."""
     with connect(url) as conn, conn.transaction():
-        run_pk = storage.start_run(
-            conn, group_name=spec.group.name, dag_id=dag_id, run_id=run_id, interval_start=interval.start,
-            interval_end=interval.end, units=[], plan={"skipped": reason}, status="skipped",
+        runs.record_skipped(
+            conn, group_name=pipe.name, dag_id=dag_id, run_id=run_id, interval_start=interval.start,
+            interval_end=interval.end, reason=reason,
         )
-        conn.execute("UPDATE runs SET error = %s, finished_at = now() WHERE id = %s", (reason, run_pk))
-
-
-def as_interval(start: datetime, end: datetime) -> Interval:
-    return Interval(start=start, end=end)

@@ -1,4 +1,4 @@
-"""Source kinds by name. Adding a source = one module + one line here."""
+"""Source kinds by name. Adding a source = one package + one line here."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ if TYPE_CHECKING:
     from moomarkets.sources.base import Source
 
 _KINDS: dict[str, str] = {
-    "jquants": "moomarkets.sources.jquants.source:JQuantsSource",
-    "yfinance": "moomarkets.sources.yfinance.source:YFinanceSource",
+    "jquants": "moomarkets.sources.jquants:JQuantsSource",
+    "yfinance": "moomarkets.sources.yfinance:YFinanceSource",
 }
 
 

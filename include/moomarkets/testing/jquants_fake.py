@@ -1,4 +1,4 @@
-"""A LOCAL FAKE J-Quants API v2 server (FastAPI) serving SYNTHETIC data from ``fakedata``.
+"""A LOCAL FAKE J-Quants API v2 server (FastAPI) serving SYNTHETIC data from ``jquants_data``.
 
 It speaks the real v2 contract so the client, the source and whole DAG runs can be exercised
 without the internet or a key. Which real spec page each behaviour follows:
@@ -72,6 +72,8 @@ MSG_NO_PATH = "Missing Authentication Token"
 MSG_PLAN_API = "This API is not available on your subscription plan."
 MSG_SERVER = "Internal Server Error. Please retry after some time."
 
+# Written out from the spec pages, not imported from sources.jquants.settings: a path the client
+# gets wrong must be refused here (403 "Missing Authentication Token"), as the real API would.
 ENDPOINTS = ("/equities/bars/daily", "/equities/master", "/fins/summary", "/markets/calendar",
              "/indices/bars/daily", "/indices/bars/daily/topix")
 FAULT_KINDS = {"429", "slow", "garbage", "truncated", "nodata", "loop_pagination"}

@@ -1,4 +1,10 @@
-"""Replay Yahoo chart-API answers instead of the network (tests, demos): no internet needed.
+"""A LOCAL HTTP server replaying Yahoo chart-API answers (tests, demos): no internet needed.
+
+The Yahoo source sends every Yahoo request to its Connection's host when one is set
+(:func:`moomarkets.sources.yfinance.session.rebase_url`), so tests point it here with
+``Credentials(host=base_url)`` (or an ``AIRFLOW_CONN_YFINANCE_DEFAULT`` whose host is
+``base_url``): yfinance then runs its own code on the production session, through a real socket.
+This is the same seam as the J-Quants fake (``moomarkets.testing.jquants_fake``).
 
 Fixtures are JSON files (``tests/fixtures/yahoo/*.json``) holding *interactions* in the layout of
 yfinance's own replay cassettes (``tests/data/responses/*.json`` in ranaroussi/yfinance): a
@@ -7,28 +13,32 @@ yfinance's own replay cassettes (``tests/data/responses/*.json`` in ranaroussi/y
 the next match; absent = forever). The ``json`` bodies are Yahoo's ``/v8/finance/chart/{symbol}``
 documents exactly as yfinance 1.7 parses them (``scrapers/history.py`` ``PriceHistory.history`` ->
 ``utils.parse_quotes`` / ``utils.parse_actions``; ``base.py`` ``_fetch_ticker_tz`` for the
-``range=1d`` timezone probe).
+``range=1d`` timezone probe). Only the URL *path* is matched: the rebased request no longer names
+Yahoo's host.
 
 The replay behaves like Yahoo's server for a recorded series, so one fixture serves any interval
 inside it: a ``period1``/``period2`` request gets the bars and events whose timestamps fall in
 ``[period1, period2)`` (none: Yahoo's empty-range document, meta only), a ``range=1d`` request gets
-the last bar. Cookie, consent and crumb handshakes get canned answers; an unknown chart symbol gets
-Yahoo's 404 "No data found, symbol may be delisted"; every other unmatched request gets a 404 and is
-listed in :attr:`YahooReplay.unmatched`.
+the last bar. The cookie handshake (``fc.yahoo.com``, rebased to ``/``), consent pages and the
+crumb get canned answers; an unknown chart symbol gets Yahoo's 404 "No data found, symbol may be
+delisted"; every other unmatched request gets a 404 and is listed in :attr:`YahooReplay.unmatched`.
 
 Use::
 
-    from moomarkets.testing.yahoo_replay import replaying
+    from moomarkets.testing.yahoo_replay import running_replay
 
-    with replaying(FIXTURES / "normal_batch.json", FIXTURES / "split_dividend.json") as replay:
-        ...  # YFinanceSource.fetch / dag.test(): every Yahoo request is answered from the files
+    with running_replay(FIXTURES / "normal_batch.json", FIXTURES / "split_dividend.json") as (base_url, replay):
+        source = YFinanceSource("yahoo", {}, Credentials(host=base_url))
+        ...  # fetch / fetch_and_load / dag.test(): every Yahoo request is answered from the files
         assert not replay.unmatched
 
 Earlier files win when several interactions match (put a 429 scenario before the normal series).
+Run it by hand: ``python -m moomarkets.testing.yahoo_replay --port 8766 FIXTURE.json ...``.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import fnmatch
 import json
@@ -36,19 +46,35 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from moomarkets.sources.yfinance import session as yfsession
-from moomarkets.sources.yfinance.session import CHART_PATH, TransportResponse
+from moomarkets.sources.yfinance.session import reset_yfinance_state
+from moomarkets.sources.yfinance.settings import CHART_PATH
 
-_HANDSHAKE_HOSTS = ("fc.yahoo.com", "guce.yahoo.com", "consent.yahoo.com")
+BANNER = "Yahoo chart-API REPLAY server (local, recorded fixtures)"
 _HTML = b"<!doctype html><html><head><title>Yahoo</title></head><body></body></html>"
+_HTML_TYPE = "text/html; charset=utf-8"
+_JSON_TYPE = "application/json;charset=utf-8"
 NOT_FOUND_CHART = {
     "chart": {"result": None, "error": {"code": "Not Found", "description": "No data found, symbol may be delisted"}}
 }
-_A3 = (("A3", "d=replay", ".yahoo.com"),)
+# Paths of Yahoo's consent pages (guce.yahoo.com, consent.yahoo.com) after rebasing: no form, so
+# yfinance falls back to its basic cookie strategy, as it does outside the EU.
+_CONSENT_PATHS = ("/consent", "/v2/collectConsent", "/copyConsent")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer of the replay server."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = _JSON_TYPE
+    cookies: tuple[tuple[str, str], ...] = ()  # (name, value) set on the answer
 
 
 @dataclass
@@ -70,7 +96,7 @@ class Interaction:
 
 @dataclass
 class YahooReplay:
-    """A transport for :func:`moomarkets.sources.yfinance.session.set_transport`."""
+    """The recorded interactions, and what was asked of them (``requests``: method, path, params)."""
 
     interactions: list[Interaction]
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
@@ -100,56 +126,54 @@ class YahooReplay:
     def chart_requests(self, symbol: str | None = None) -> list[dict[str, str]]:
         """Params of the chart requests served (for one symbol, or all)."""
         out = []
-        for _, url, params in self.requests:
-            path = urlsplit(url).path
+        for _, path, params in self.requests:
             if CHART_PATH in path and (symbol is None or path.rsplit("/", 1)[-1].upper() == symbol.upper()):
                 out.append(params)
         return out
 
-    # -- the transport ---------------------------------------------------------------------
-    def __call__(self, method: str, url: str, params: dict[str, str]) -> TransportResponse:
-        parts = urlsplit(url)
-        path = parts.path
-        with self._lock:
-            self.requests.append((method, url, dict(params)))
-            if parts.hostname == "fc.yahoo.com":  # Yahoo answers 404 and sets the A3 cookie
-                return TransportResponse(404, _HTML, "text/html; charset=utf-8", url, _A3)
-            if parts.hostname in _HANDSHAKE_HOSTS:  # consent pages: no form, yfinance falls back
-                return TransportResponse(200, _HTML, "text/html; charset=utf-8", url)
+    def answer(self, method: str, path: str, params: dict[str, str]) -> Reply:
+        """What Yahoo would answer to ``method path?params`` (see the module docstring)."""
+        with self._lock:  # the server is threaded; ``times`` counters and logs must not race
+            self.requests.append((method, path, dict(params)))
+            if path in ("", "/"):  # fc.yahoo.com: Yahoo answers 404 and sets the A3 cookie
+                return Reply(404, _HTML, _HTML_TYPE, (("A3", "d=replay"),))
+            if path in _CONSENT_PATHS:
+                return Reply(200, _HTML, _HTML_TYPE)
             if path.endswith("/v1/test/getcrumb"):
-                return TransportResponse(200, b"replay-crumb", "text/plain;charset=utf-8", url)
+                return Reply(200, b"replay-crumb", "text/plain;charset=utf-8")
             for it in self.interactions:
                 if it.matches(method, path, params):
                     if it.times is not None:
                         it.times -= 1
-                    return self._render(it, params, url)
+                    return _render(it, path, params)
             if CHART_PATH in path:
-                self.unmatched.append(f"{method} {url} {params}")
-                return _json(404, NOT_FOUND_CHART, url)
+                self.unmatched.append(f"{method} {path} {params}")
+                return _json(404, NOT_FOUND_CHART)
             if "/v10/finance/quoteSummary/" in path:
                 error = {"code": "Not Found", "description": f"Quote not found for symbol: {path.rsplit('/', 1)[-1]}"}
-                return _json(404, {"quoteSummary": {"result": None, "error": error}}, url)
+                return _json(404, {"quoteSummary": {"result": None, "error": error}})
             if path.endswith("/v7/finance/quote"):
-                return _json(200, {"quoteResponse": {"result": [], "error": None}}, url)
+                return _json(200, {"quoteResponse": {"result": [], "error": None}})
             if "/fundamentals-timeseries/" in path:
-                return _json(200, {"timeseries": {"result": [], "error": None}}, url)
-            self.unmatched.append(f"{method} {url} {params}")
-            return TransportResponse(404, b"Not Found", "text/plain", url)
-
-    def _render(self, it: Interaction, params: dict[str, str], url: str) -> TransportResponse:
-        resp = it.response
-        status = int(resp.get("status_code", 200))
-        content_type = resp.get("content_type", "application/json;charset=utf-8")
-        if "json" not in resp:
-            return TransportResponse(status, str(resp.get("text", "")).encode(), content_type, url)
-        body = resp["json"]
-        if status == 200 and CHART_PATH in urlsplit(url).path:
-            body = window_chart(body, params)
-        return TransportResponse(status, json.dumps(body, separators=(",", ":")).encode(), content_type, url)
+                return _json(200, {"timeseries": {"result": [], "error": None}})
+            self.unmatched.append(f"{method} {path} {params}")
+            return Reply(404, b"Not Found", "text/plain")
 
 
-def _json(status: int, body: Any, url: str) -> TransportResponse:
-    return TransportResponse(status, json.dumps(body).encode(), "application/json;charset=utf-8", url)
+def _render(it: Interaction, path: str, params: dict[str, str]) -> Reply:
+    resp = it.response
+    status = int(resp.get("status_code", 200))
+    content_type = resp.get("content_type", _JSON_TYPE)
+    if "json" not in resp:
+        return Reply(status, str(resp.get("text", "")).encode(), content_type)
+    body = resp["json"]
+    if status == 200 and CHART_PATH in path:
+        body = window_chart(body, params)
+    return Reply(status, json.dumps(body, separators=(",", ":")).encode(), content_type)
+
+
+def _json(status: int, body: Any) -> Reply:
+    return Reply(status, json.dumps(body).encode(), _JSON_TYPE)
 
 
 def window_chart(doc: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
@@ -196,34 +220,78 @@ def window_chart(doc: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-@contextmanager
-def replaying(*fixtures: str | Path | YahooReplay) -> Iterator[YahooReplay]:
-    """Serve every Yahoo request from ``fixtures`` (files, or a ready :class:`YahooReplay`).
+# -- the HTTP server -----------------------------------------------------------------------------
+def _handler(replay: YahooReplay) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)  # a POST body is not matched on; drain it
+            reply = replay.answer(self.command, parts.path, dict(parse_qsl(parts.query)))
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            for name, value in reply.cookies:
+                self.send_header("Set-Cookie", f"{name}={value}; Path=/; Max-Age=31536000")
+            self.end_headers()
+            self.wfile.write(reply.body)
 
-    Also isolates yfinance's process-wide state for the duration, so runs are repeatable: its
-    on-disk timezone and cookie caches are swapped for empty in-memory ones (nothing is written
-    under the user's cache folder; within the context they fill up as the disk caches would, so
-    request counts match a fresh production worker), and its cookie/crumb and response memo are
-    reset on entry and exit.
-    """
+        do_GET = do_POST = _serve  # noqa: N815 - http.server API
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server API
+            pass  # the test log is the place for failures, not for every request
+
+    return Handler
+
+
+@contextmanager
+def serving(replay: YahooReplay, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``replay`` over HTTP on a background thread; yields the base URL (``http://host:port``)."""
+    httpd = ThreadingHTTPServer((host, port), _handler(replay))
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, name="yahoo-replay", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def running_replay(*fixtures: str | Path | YahooReplay) -> Iterator[tuple[str, YahooReplay]]:
+    """Serve ``fixtures`` (files, or one ready :class:`YahooReplay`) on a free local port, with
+    yfinance's process-wide state isolated (:func:`isolated_yfinance`); yields (base URL, replay)."""
     if len(fixtures) == 1 and isinstance(fixtures[0], YahooReplay):
         replay = fixtures[0]
     elif any(isinstance(f, YahooReplay) for f in fixtures):
         raise TypeError("give either one YahooReplay or fixture files, not both")
     else:
-        replay = YahooReplay.from_files(*fixtures)
+        replay = YahooReplay.from_files(*fixtures)  # type: ignore[arg-type]
+    with isolated_yfinance(), serving(replay) as base_url:
+        yield base_url, replay
+
+
+@contextmanager
+def isolated_yfinance() -> Iterator[None]:
+    """Make yfinance runs in this process repeatable for the duration.
+
+    Its on-disk timezone and cookie caches are swapped for empty in-memory ones (nothing is
+    written under the user's cache folder; within the context they fill up as the disk caches
+    would, so request counts match a fresh production worker), and its cookie/crumb and response
+    memo are reset on entry and exit.
+    """
     from yfinance import cache as yfcache
 
     saved = (yfcache._TzCacheManager._tz_cache, yfcache._CookieCacheManager._Cookie_cache)
-    previous = yfsession.get_transport()
     yfcache._TzCacheManager._tz_cache = _MemoryCache()
     yfcache._CookieCacheManager._Cookie_cache = _MemoryCache(with_age=True)
     _reset_yfdata()
-    yfsession.set_transport(replay)
     try:
-        yield replay
+        yield
     finally:
-        yfsession.set_transport(previous)
         yfcache._TzCacheManager._tz_cache, yfcache._CookieCacheManager._Cookie_cache = saved
         _reset_yfdata()
 
@@ -231,21 +299,19 @@ def replaying(*fixtures: str | Path | YahooReplay) -> Iterator[YahooReplay]:
 class _MemoryCache:
     """Stands in for yfinance's sqlite tz cache (key -> tz) or cookie cache (strategy -> cookie)."""
 
-    def __init__(self, with_age: bool = False):
+    def __init__(self, with_age: bool = False) -> None:
         self._items: dict[str, tuple[Any, float]] = {}
         self._with_age = with_age
 
-    def lookup(self, key):
+    def lookup(self, key: str) -> Any:
         item = self._items.get(key)
         if item is None:
             return None
         if not self._with_age:
             return item[0]
-        from datetime import timedelta
-
         return {"cookie": copy.deepcopy(item[0]), "age": timedelta(seconds=time.monotonic() - item[1])}
 
-    def store(self, key, value) -> None:
+    def store(self, key: str, value: Any) -> None:
         if value is None:
             self._items.pop(key, None)
         else:
@@ -255,10 +321,29 @@ class _MemoryCache:
 def _reset_yfdata() -> None:
     from yfinance.data import YfData
 
-    yfsession.reset_yfinance_state()
+    reset_yfinance_state()
     instance = type(YfData)._instances.get(YfData)
     if instance is not None:
         with instance._cookie_lock:
             instance._crumb = None
             instance._cookie = None
             instance._cookie_strategy = "basic"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=BANNER)
+    ap.add_argument("fixtures", nargs="+", type=Path, help="fixture files (earlier ones win)")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8766)
+    args = ap.parse_args(argv)
+    replay = YahooReplay.from_files(*args.fixtures)
+    with serving(replay, args.host, args.port) as base_url:
+        print(f"{BANNER}\n  base URL   {base_url}   (the yfinance connection's host)", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -9,16 +9,22 @@ Validation errors are 422 with FastAPI's usual shape: ``{"detail": [{"loc", "msg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from moomarkets.errors import ConfigError, NotFoundError
-from moomarkets import services as actions
-from moomarkets.warehouse import queries
+from moomarkets.errors import AirflowOpError, ConfigError, NotFoundError
+from moomarkets.services import groups as group_service
+from moomarkets.services import runs as run_service
+from moomarkets.services import sources as source_service
+from moomarkets.services import views
+from moomarkets.services.effects import Outcome
+from moomarkets.services.inputs import InputError
+from moomarkets.ui import db as ui_db
 from moomarkets.ui.auth import (
     CSRF_HEADER,
     Identity,
@@ -29,6 +35,10 @@ from moomarkets.ui.auth import (
     is_allowed,
     require_api,
 )
+from moomarkets.warehouse import config_store as store
+from moomarkets.warehouse import queries
+
+T = TypeVar("T")
 
 router = APIRouter(dependencies=[Depends(api_reader)], tags=["moomarkets"])
 
@@ -39,7 +49,7 @@ class SourceIn(BaseModel):
     code: str = Field(examples=["jquants"])
     name: str = Field(examples=["J-Quants"])
     kind: str = Field(examples=["jquants"])
-    conn_id: str | None = Field(None, description="Airflow connection id; default `<kind>_default`")
+    conn_id: str | None = Field(None, description="Airflow connection id; default: the kind's (`GET /api/kinds`)")
     description: str = ""
     is_active: bool = True
     config: dict[str, Any] = Field(default_factory=dict, examples=[{"plan": "light", "max_concurrency": 2}])
@@ -90,8 +100,8 @@ class BackfillBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     from_date: date = Field(description="first day whose scheduled run to create (group's timezone)")
     to_date: date = Field(description="last day, inclusive")
-    reprocess_behavior: Literal["none", "failed", "completed"] = "none"
-    max_active_runs: int = Field(1, ge=1, le=32)
+    reprocess_behavior: run_service.ReprocessBehavior = "none"
+    max_active_runs: int = Field(1, ge=run_service.MIN_ACTIVE_RUNS, le=run_service.MAX_ACTIVE_RUNS)
     dry_run: bool = False
 
 
@@ -134,20 +144,20 @@ class Group(BaseModel):
 class Changed(BaseModel):
     ok: bool = True
     value: dict[str, Any] | str | None = None
-    notes: list[str] = []
+    notes: list[str] = Field(
+        default_factory=list,
+        description="what to know about the change, then Airflow side effects that failed (the change is saved)",
+    )
 
 
 # -- helpers --------------------------------------------------------------------------------
-def _db(fn, *args, **kwargs):
-    from moomarkets.warehouse.db import connect
-
+def _db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(conn, ...)`` on a warehouse connection: no database is 503, a missing row 404, a rejected
+    input 422 with ``loc`` naming the field."""
     try:
-        conn = connect(connect_timeout=5, statement_timeout_ms=20000, application_name="moomarkets-ui")
-    except Exception as exc:  # noqa: BLE001
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"warehouse unavailable: {first}") from None
-    try:
-        return fn(conn, *args, **kwargs)
+        return ui_db.run(fn, *args, **kwargs)
+    except ui_db.WarehouseUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"warehouse unavailable: {exc.detail}") from None
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, exc.reason) from None
     except ConfigError as exc:
@@ -155,32 +165,30 @@ def _db(fn, *args, **kwargs):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, [{"loc": loc, "msg": exc.reason if exc.field else str(exc), "type": "config_error"}]
         ) from None
-    finally:
-        conn.close()
+    except InputError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["body", f], "msg": m, "type": "value_error"} for f, m in exc.errors.items()],
+        ) from None
 
 
-async def db(fn, *args, **kwargs):
+async def db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await run_in_threadpool(_db, fn, *args, **kwargs)
 
 
 def _with_dag(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from moomarkets.airflow import ops as airflow_ops
-
-    try:
-        states = airflow_ops.dag_states([g["name"] for g in groups])
-    except Exception:  # noqa: BLE001
-        states = {}
+    states = views.dag_states([g["name"] for g in groups])
     for g in groups:
         st = states.get(g["name"])
         g["dag"] = st.to_dict() if st else None
     return groups
 
 
-def _changed(outcome: actions.Outcome) -> Changed:
+def _changed(outcome: Outcome[Any]) -> Changed:
     value = outcome.value
     if hasattr(value, "to_dict"):
         value = value.to_dict()
-    return Changed(value=value, notes=outcome.notes)
+    return Changed(value=value, notes=outcome.messages)
 
 
 # -- session --------------------------------------------------------------------------------
@@ -198,20 +206,18 @@ async def get_csrf(ident: Identity = Depends(api_identity)) -> dict[str, Any]:
 # -- data sources ---------------------------------------------------------------------------
 @router.get("/sources", summary="List data sources", response_model=list[Source])
 async def list_sources() -> list[dict[str, Any]]:
-    return await db(queries.list_sources)
+    return await db(views.list_sources)
 
 
 @router.get("/sources/{code}", summary="One data source", response_model=Source)
 async def get_source(code: str) -> dict[str, Any]:
-    return await db(queries.get_source, code)
+    return await db(views.get_source, code)
 
 
 @router.get("/sources/{code}/pool", summary="The source's Airflow pool: slots and usage")
 async def source_pool(code: str) -> dict[str, Any]:
-    from moomarkets.airflow import ops as airflow_ops
-
-    src = await db(queries.get_source, code)
-    usage = await run_in_threadpool(airflow_ops.pool_usage, [src["pool"]])
+    src = await db(views.get_source, code)
+    usage = await run_in_threadpool(views.pool_usage, [src["pool"]], best_effort=False)
     return usage[src["pool"]].to_dict()
 
 
@@ -220,40 +226,37 @@ async def source_pool(code: str) -> dict[str, Any]:
     summary="Whether the source's Airflow connection has valid credentials (one cheap API call, cached 5 min)",
 )
 async def source_credentials(code: str, refresh: bool = False) -> dict[str, Any]:
-    from moomarkets.airflow import ops as airflow_ops
-    from moomarkets.warehouse import config_store as store
-
     src = await db(store.get_source, code)
-    result = await run_in_threadpool(airflow_ops.check_credentials, src, force=refresh)
+    result = await run_in_threadpool(views.check_credentials, src, force=refresh)
     return {"code": code, "conn_id": src.conn_id, **result.to_dict()}
 
 
 @router.post("/sources", summary="Create a data source", status_code=201, response_model=Changed)
 async def create_source(body: SourceIn, ident: Identity = Depends(api_requires("edit"))) -> Changed:
-    return _changed(await db(actions.create_source, body.model_dump()))
+    return _changed(await db(source_service.create, body.model_dump()))
 
 
 @router.patch("/sources/{code}", summary="Change a data source (its code cannot change)", response_model=Changed)
 async def update_source(code: str, body: SourcePatch, ident: Identity = Depends(api_requires("edit"))) -> Changed:
-    return _changed(await db(actions.update_source, code, body.model_dump(exclude_unset=True)))
+    return _changed(await db(source_service.update, code, body.model_dump(exclude_unset=True)))
 
 
 @router.put("/sources/{code}/active", summary="Activate or deactivate a data source", response_model=Changed)
 async def set_source_active(code: str, body: ActiveBody, ident: Identity = Depends(api_requires("edit"))) -> Changed:
-    return _changed(await db(actions.set_source_active, code, body.active))
+    return _changed(await db(source_service.set_active, code, body.active))
 
 
 # -- job groups -----------------------------------------------------------------------------
 @router.get("/groups", summary="List job groups with status, progress and DAG state", response_model=list[Group])
 async def list_groups(ident: Identity = Depends(api_identity)) -> list[dict[str, Any]]:
-    groups = [g for g in await db(queries.list_groups) if is_allowed(ident, "read", g["name"])]
-    return await run_in_threadpool(_with_dag, groups)
+    rows = [g for g in await db(views.list_groups) if is_allowed(ident, "read", g["name"])]
+    return await run_in_threadpool(_with_dag, rows)
 
 
 @router.get("/groups/{name}", summary="One job group", response_model=Group)
 async def get_group(name: str, ident: Identity = Depends(api_identity)) -> dict[str, Any]:
     require_api(ident, "read", name)
-    group = await db(queries.get_group, name)
+    group = await db(views.get_group, name)
     return (await run_in_threadpool(_with_dag, [group]))[0]
 
 
@@ -261,8 +264,8 @@ async def get_group(name: str, ident: Identity = Depends(api_identity)) -> dict[
 async def group_runs(name: str, ident: Identity = Depends(api_identity), limit: int = Query(15, ge=1, le=100)) -> list[dict[str, Any]]:
     require_api(ident, "read", name)
 
-    def load(conn):
-        queries.get_group(conn, name)
+    def load(conn: Any) -> list[dict[str, Any]]:
+        store.get_group(conn, name)  # 404 for an unknown group, not an empty list
         return queries.group_runs(conn, name, limit=limit)
 
     return await db(load)
@@ -271,26 +274,24 @@ async def group_runs(name: str, ident: Identity = Depends(api_identity), limit: 
 @router.post("/groups", summary="Create a job group (its DAG appears at the next parse)", status_code=201, response_model=Changed)
 async def create_group(body: GroupIn, ident: Identity = Depends(api_requires("edit"))) -> Changed:
     require_api(ident, "edit", body.name)  # per-DAG rights for the new name
-    return _changed(await db(actions.create_group, body.model_dump()))
+    return _changed(await db(group_service.create, body.model_dump()))
 
 
 @router.patch("/groups/{name}", summary="Change a job group (its name cannot change)", response_model=Changed)
 async def update_group(name: str, body: GroupPatch, ident: Identity = Depends(api_requires("edit"))) -> Changed:
-    return _changed(await db(actions.update_group, name, body.model_dump(exclude_unset=True)))
+    return _changed(await db(group_service.update, name, body.model_dump(exclude_unset=True)))
 
 
 @router.put("/groups/{name}/enabled", summary="Enable or disable a group (unpauses or pauses its DAG)", response_model=Changed)
 async def set_group_enabled(name: str, body: EnabledBody, ident: Identity = Depends(api_requires("edit"))) -> Changed:
-    return _changed(await db(actions.set_group_enabled, name, body.enabled))
+    return _changed(await db(group_service.set_enabled, name, body.enabled))
 
 
 @router.post("/groups/{name}/runs", summary="Run now: queue a manual run for the latest complete interval",
              status_code=201, response_model=Changed)
 async def trigger_group(name: str, ident: Identity = Depends(api_requires("run"))) -> Changed:
-    from moomarkets.airflow.ops import AirflowOpError
-
     try:
-        return _changed(await db(actions.trigger, name, ident.name))
+        return _changed(await db(run_service.trigger, name, user_name=ident.name))
     except AirflowOpError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
@@ -298,14 +299,9 @@ async def trigger_group(name: str, ident: Identity = Depends(api_requires("run")
 @router.post("/groups/{name}/backfills", summary="Backfill the runs scheduled on a date range",
              status_code=201, response_model=Changed)
 async def backfill_group(name: str, body: BackfillBody, ident: Identity = Depends(api_requires("run"))) -> Changed:
-    from moomarkets.airflow.ops import AirflowOpError
-
+    request = run_service.BackfillRequest(body.from_date, body.to_date, body.reprocess_behavior, body.max_active_runs)
     try:
-        outcome = await db(
-            actions.backfill, name, from_date=body.from_date, to_date=body.to_date,
-            reprocess_behavior=body.reprocess_behavior, max_active_runs=body.max_active_runs,
-            user_name=ident.name, dry_run=body.dry_run,
-        )
+        outcome = await db(run_service.backfill, name, request, user_name=ident.name, dry_run=body.dry_run)
     except AirflowOpError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     return _changed(outcome)

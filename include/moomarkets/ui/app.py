@@ -59,7 +59,7 @@ def create_app() -> FastAPI:
         return pages.render_error(request, exc.status_code, exc.message)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError):
+    async def _validation(request: Request, exc: RequestValidationError) -> HTMLResponse | JSONResponse:
         if pages.is_page(request):
             return pages.render_error(request, 400, "; ".join(_short(e) for e in exc.errors()))
         return JSONResponse({"detail": _jsonable(exc.errors())}, status_code=422)

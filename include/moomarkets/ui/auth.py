@@ -25,6 +25,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -48,14 +49,14 @@ _cookie = APIKeyCookie(name=COOKIE_NAME, auto_error=False, description="Airflow 
 class LoginRequired(Exception):
     """Raised by page dependencies; the app turns it into a redirect to Airflow's login."""
 
-    def __init__(self, next_url: str):
+    def __init__(self, next_url: str) -> None:
         self.next_url = next_url
 
 
 class PageError(Exception):
     """An error shown as an HTML page (403, 404, 400...)."""
 
-    def __init__(self, status_code: int, message: str):
+    def __init__(self, status_code: int, message: str) -> None:
         self.status_code = status_code
         self.message = message
 
@@ -123,6 +124,13 @@ def login_url(next_url: str) -> str:
     return get_auth_manager().get_url_login(next_url=next_url)
 
 
+def airflow_root() -> str:
+    """The path Airflow's own UI is served under, ending in ``/`` (for links out of the iframe)."""
+    from airflow.api_fastapi.app import API_ROOT_PATH
+
+    return API_ROOT_PATH if API_ROOT_PATH.endswith("/") else API_ROOT_PATH + "/"
+
+
 # -- authorization --------------------------------------------------------------------------
 def is_allowed(ident: Identity, action: Action, dag_id: str | None = None) -> bool:
     """Ask Airflow's auth manager. ``edit``: change config (PUT on DAGs); ``run``: trigger/backfill."""
@@ -157,7 +165,7 @@ def require_page(ident: Identity, action: Action, dag_id: str | None = None) -> 
         raise PageError(status.HTTP_403_FORBIDDEN, _MESSAGES[action])
 
 
-def api_requires(action: Action):
+def api_requires(action: Action) -> Callable[..., Awaitable[Identity]]:
     """Route dependency: the API caller may do ``action`` (on the DAG named ``name`` in the path, if any).
 
     A dependency runs before the body is validated, so a caller without the right gets 403
@@ -173,7 +181,7 @@ def api_requires(action: Action):
     return dependency
 
 
-def page_requires(action: Action):
+def page_requires(action: Action) -> Callable[..., Awaitable[Identity]]:
     """Route dependency for pages: may do ``action``; POSTs also pass the form CSRF check."""
 
     async def dependency(request: Request, ident: Identity = Depends(page_identity)) -> Identity:

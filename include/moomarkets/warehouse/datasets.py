@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from moomarkets.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -91,4 +93,4 @@ def get_dataset(name: str) -> Dataset:
     try:
         return DATASETS[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r} (known: {', '.join(sorted(DATASETS))})") from None
+        raise ConfigError(f"unknown dataset {name!r} (known: {', '.join(sorted(DATASETS))})", field="dataset") from None

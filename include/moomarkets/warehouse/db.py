@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import psycopg
 from psycopg.rows import dict_row
 
@@ -30,17 +27,6 @@ def connect(
         row_factory=dict_row,
         **kwargs,
     )
-
-
-@contextmanager
-def transaction(url: str | None = None, **kwargs) -> Iterator[psycopg.Connection]:
-    """A connection whose work commits on success and rolls back on any exception."""
-    conn = connect(url, **kwargs)
-    try:
-        with conn.transaction():
-            yield conn
-    finally:
-        conn.close()
 
 
 def sqlalchemy_url(url: str) -> str:

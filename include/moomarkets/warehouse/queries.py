@@ -1,8 +1,9 @@
-"""Read models for the pages and the API: sources, groups, runs and coverage (warehouse side).
+"""Read queries behind the CLI's listings and the UI: sources, groups, runs and coverage.
 
 Plain functions over a psycopg connection (dict rows); every value reaches SQL as a parameter,
 table names come from the fixed dataset registry and are quoted with ``psycopg.sql``. Nothing
-here reads a secret: sources carry only the *name* of their Airflow Connection.
+here reads a secret: sources carry only the *name* of their Airflow Connection. What only Airflow
+knows (pool names, schedules in words, DAG state) is added by ``moomarkets.services.views``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from moomarkets.warehouse import config_store as store
 from moomarkets.config.models import DataSource, JobGroup
-from moomarkets.warehouse.datasets import DATASETS
-from moomarkets.airflow.pools import pool_name
+from moomarkets.config.validate import next_runs
 from moomarkets.sources.registry import get_source_class, source_kinds
+from moomarkets.warehouse import config_store as store
+from moomarkets.warehouse.datasets import DATASETS
 
 MAX_COVERAGE_DAYS = 731
 MAX_COVERAGE_CODES = 60
@@ -60,11 +61,11 @@ def source_last_errors(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
 
 
 def source_row(src: DataSource, last_error: dict[str, Any] | None, group_names: list[str]) -> dict[str, Any]:
+    """A source with its kind's rate limit, slots and datasets, its groups and its last error."""
     info = _kind_info(src)
     return {
         **src.to_dict(),
         "rate_limit": info["rate_limit"],
-        "pool": pool_name(src.code),
         "pool_slots": info["slots"],
         "datasets": info["datasets"],
         "groups": group_names,
@@ -73,6 +74,7 @@ def source_row(src: DataSource, last_error: dict[str, Any] | None, group_names: 
 
 
 def list_sources(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every source, by code (see ``source_row``)."""
     errors = source_last_errors(conn)
     groups: dict[str, list[str]] = {}
     for g in store.list_groups(conn):
@@ -81,6 +83,7 @@ def list_sources(conn: psycopg.Connection) -> list[dict[str, Any]]:
 
 
 def get_source(conn: psycopg.Connection, code: str) -> dict[str, Any]:
+    """One source (see ``source_row``); NotFoundError when there is none."""
     src = store.get_source(conn, code)
     groups = [g.name for g in store.list_groups(conn) if g.data_source == code]
     return source_row(src, source_last_errors(conn).get(code), groups)
@@ -94,7 +97,7 @@ def kinds() -> list[dict[str, Any]]:
         out.append({
             "kind": kind,
             "datasets": list(cls.datasets),
-            "default_conn_id": getattr(cls, "default_conn_id", f"{kind}_default"),
+            "default_conn_id": cls.default_conn_id,
             "default_rate_limit": cls.rate_limit({}),
             "default_max_concurrency": cls.max_concurrency({}),
         })
@@ -106,42 +109,32 @@ _STATUS_COLS = ("last_run_status", "last_run_id", "last_run_started_at", "last_r
                 "units_done", "units_failed", "rows_loaded", "last_error")
 
 
-def schedule_in_words(schedule: str, timezone: str) -> str:
-    """The cron schedule as Airflow describes it (its own timetable class), with the timezone."""
-    try:
-        from airflow.timetables.interval import CronDataIntervalTimetable
-
-        text = CronDataIntervalTimetable(schedule, timezone=timezone).description
-    except Exception:  # noqa: BLE001 - keep the page up with the raw expression
-        text = schedule
-    return f"{text} ({timezone})"
-
-
 def next_run(schedule: str, timezone: str) -> datetime | None:
-    from moomarkets.config.validate import next_runs
-
+    """The group's next run time; None for a schedule that no longer parses (a hand-edited row)."""
     try:
         return next_runs(schedule, timezone, count=1)[0]
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a list must not break on one bad row
         return None
 
 
 def group_row(g: JobGroup, status: dict[str, Any] | None) -> dict[str, Any]:
+    """A group with its next run and the status of its last run (``job_group_status``)."""
     st = status or {}
     return {
         **g.to_dict(),
-        "schedule_words": schedule_in_words(g.schedule, g.timezone),
         "next_run": next_run(g.schedule, g.timezone),
         **{c: st.get(c) for c in _STATUS_COLS},
     }
 
 
 def list_groups(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every group, by name, with its last run's status and progress."""
     status = {r["name"]: r for r in conn.execute("SELECT * FROM job_group_status")}
     return [group_row(g, status.get(g.name)) for g in store.list_groups(conn)]
 
 
 def get_group(conn: psycopg.Connection, name: str) -> dict[str, Any]:
+    """One group (see ``group_row``); NotFoundError when there is none."""
     g = store.get_group(conn, name)
     status = conn.execute("SELECT * FROM job_group_status WHERE name = %s", (name,)).fetchone()
     return group_row(g, status)
@@ -187,12 +180,13 @@ def group_runs(conn: psycopg.Connection, name: str, limit: int = 15, units_per_r
 
 # -- coverage -------------------------------------------------------------------------------
 def date_column(dataset: str) -> str:
+    """The column a dataset's rows are dated by (statements by disclosure, the rest by trading day)."""
     ds = DATASETS[dataset]
     return "disclosed_date" if "disclosed_date" in ds.columns else "date"
 
 
 def coverage_options(conn: psycopg.Connection) -> list[dict[str, str]]:
-    """(dataset, source) pairs worth offering: every group's, plus whatever is loaded."""
+    """The (dataset, source) pairs of the job groups, sorted: what the coverage page offers."""
     pairs = {(g.dataset, g.data_source) for g in store.list_groups(conn)}
     return [{"dataset": d, "source": s} for d, s in sorted(pairs)]
 
@@ -289,7 +283,16 @@ def coverage(
     return result
 
 
-def _issue_matrix(conn, table, dcol, source, start, end, days, codes) -> dict[str, Any]:
+def _issue_matrix(
+    conn: psycopg.Connection,
+    table: sql.Identifier,
+    dcol: sql.Identifier,
+    source: str,
+    start: date,
+    end: date,
+    days: list[dict[str, Any]],
+    codes: list[str] | None,
+) -> dict[str, Any]:
     """Issues x business days: which issue has a row on which day (the first N issues, or ``codes``)."""
     if codes:
         chosen = list(dict.fromkeys(c.strip() for c in codes if c.strip()))[:MAX_COVERAGE_CODES]
@@ -320,3 +323,15 @@ def _issue_matrix(conn, table, dcol, source, start, end, days, codes) -> dict[st
         "cells": [[(c, d) in present for d in business] for c in chosen],
         "missing": sum(1 for c in chosen for d in business if (c, d) not in present and d < date.today()),
     }
+
+
+def dataset_totals(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Rows and the sources they came from, per dataset (registry order): a quick load summary."""
+    out = []
+    for name, ds in DATASETS.items():
+        row = conn.execute(
+            sql.SQL("SELECT count(*) AS n, array_agg(DISTINCT source) FILTER (WHERE source IS NOT NULL) AS sources"
+                    " FROM {}").format(sql.Identifier(ds.table))
+        ).fetchone()
+        out.append({"dataset": name, "rows": int(row["n"]), "sources": sorted(row["sources"] or [])})
+    return out

@@ -1,60 +1,18 @@
-"""Idempotent loads and run records in the warehouse (psycopg 3, no Airflow).
+"""Run records and group status in the warehouse: every statement on ``runs`` and ``run_units``.
 
-A unit's rows are loaded in ONE transaction: COPY into a temp table, then
-``INSERT ... ON CONFLICT (key) DO UPDATE`` only where a value changed. A rerun or an overlapping
-backfill therefore never duplicates a row, and a unit that fails leaves nothing half-written.
+A run row is opened by the plan task with one pending row per unit, each unit marks itself
+running and done (rows, requests, error, timings), and the record task closes the run with a
+status derived from its units. ``job_group_status`` (a view) shows each group's latest run.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Any
 
 import psycopg
-from psycopg import sql
-
-from moomarkets.warehouse.datasets import Dataset
 
 
-def upsert_rows(conn: psycopg.Connection, dataset: Dataset, rows: Iterable[dict[str, Any]]) -> int:
-    """Load ``rows`` into ``dataset.table``; returns how many rows were inserted or changed.
-
-    Must run inside the caller's transaction. Duplicate keys within ``rows`` keep the last one.
-    """
-    cols = dataset.columns
-    tmp = sql.Identifier(f"tmp_{dataset.table}")
-    table = sql.Identifier(dataset.table)
-    col_list = sql.SQL(", ").join(map(sql.Identifier, cols))
-    key_list = sql.SQL(", ").join(map(sql.Identifier, dataset.key))
-    conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {table} INCLUDING DEFAULTS, _seq bigserial) "
-            "ON COMMIT DELETE ROWS"
-        ).format(tmp=tmp, table=table)
-    )
-    conn.execute(sql.SQL("TRUNCATE {tmp}").format(tmp=tmp))
-    with conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY {tmp} ({cols}) FROM STDIN").format(tmp=tmp, cols=col_list)) as copy:
-            for row in rows:
-                copy.write_row(tuple(row.get(c) for c in cols))
-    values = dataset.value_columns
-    set_list = sql.SQL(", ").join(
-        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values
-    )
-    changed = sql.SQL(" OR ").join(
-        sql.SQL("t.{c} IS DISTINCT FROM EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values
-    )
-    stmt = sql.SQL(
-        "INSERT INTO {table} AS t ({cols}) "
-        "SELECT DISTINCT ON ({keys}) {cols} FROM {tmp} ORDER BY {keys}, _seq DESC "
-        "ON CONFLICT ({keys}) DO UPDATE SET {set_list}, loaded_at = now() WHERE {changed}"
-    ).format(table=table, cols=col_list, keys=key_list, tmp=tmp, set_list=set_list, changed=changed)
-    with conn.cursor() as cur:
-        cur.execute(stmt)
-        return cur.rowcount
-
-
-# -- run records ---------------------------------------------------------------------------
 def start_run(
     conn: psycopg.Connection,
     *,
@@ -173,3 +131,36 @@ def finish_run(conn: psycopg.Connection, run_pk: int) -> dict[str, Any]:
         "rows_loaded": int(sum(u["rows"] for u in units)),
         "failed_units": [u["unit_key"] for u in failed][:50],
     }
+
+
+def run_status(conn: psycopg.Connection, dag_id: str, run_id: str) -> tuple[int, str] | None:
+    """(run pk, status) of a run record, or None when the plan task never opened it."""
+    row = conn.execute("SELECT id, status FROM runs WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)).fetchone()
+    return None if row is None else (row["id"], row["status"])
+
+
+def record_skipped(
+    conn: psycopg.Connection, *, group_name: str, dag_id: str, run_id: str, interval_start, interval_end, reason: str
+) -> None:
+    """A run that did not load anything on purpose (group disabled, source inactive), with why."""
+    run_pk = start_run(
+        conn, group_name=group_name, dag_id=dag_id, run_id=run_id, interval_start=interval_start,
+        interval_end=interval_end, units=[], plan={"skipped": reason}, status="skipped",
+    )
+    conn.execute("UPDATE runs SET error = %s, finished_at = now() WHERE id = %s", (reason, run_pk))
+
+
+def group_runnable(conn: psycopg.Connection, group_name: str) -> tuple[bool, str]:
+    """Live check (not the parse-time copy): is the group enabled and its source active?"""
+    row = conn.execute(
+        "SELECT g.is_enabled, s.is_active, s.code FROM job_groups g"
+        " JOIN data_sources s ON s.id = g.data_source_id WHERE g.name = %s",
+        (group_name,),
+    ).fetchone()
+    if row is None:
+        return False, f"job group {group_name!r} no longer exists"
+    if not row["is_enabled"]:
+        return False, f"job group {group_name!r} is disabled"
+    if not row["is_active"]:
+        return False, f"data source {row['code']!r} is inactive"
+    return True, ""

@@ -30,7 +30,7 @@ What it follows, page by page (jpx-jquants.com):
 
 The API key never appears in an exception message, a log line or ``repr()``: messages name the
 base URL, the path and the query parameters only, and any server text is passed through
-:meth:`JQuantsClient._redact` before use.
+:func:`moomarkets.errors.scrub` before use. Base URL, paths and limits live in ``settings``.
 """
 
 from __future__ import annotations
@@ -48,25 +48,19 @@ from moomarkets.errors import (
     PlanNotCoveredError,
     RetryableSourceError,
     SourceError,
+    scrub,
+)
+from moomarkets.sources.jquants.settings import (
+    DEFAULT_BASE_URL,
+    DEFAULT_VALIDATE_DATASET,
+    MAX_PAGES,
+    RETRY_STATUSES,
+    VALIDATE_CALLS,
 )
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.jquants.com/v2"
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _KIND_LABEL = {"server": "server error", "malformed": "malformed response", "network": "network error"}
-# validate_credentials(dataset): ONE request (pages are not followed) to the dataset's own
-# endpoint. No dates, so the server answers within whatever date window the plan has (a date
-# outside it would be a 403 about dates, not about the API); a 403 then means the plan does not
-# cover that API (e.g. /indices on the Free plan).
-VALIDATE_CALLS: dict[str, tuple[str, dict[str, str]]] = {
-    "listed_info": ("/equities/master", {"code": "72030"}),  # today's master of one issue
-    "daily_quotes": ("/equities/bars/daily", {"code": "72030"}),
-    "fin_summary": ("/fins/summary", {"code": "72030"}),
-    "trading_calendar": ("/markets/calendar", {}),
-    "index_quotes": ("/indices/bars/daily", {"code": "0000"}),  # TOPIX
-}
-DEFAULT_VALIDATE_DATASET = "listed_info"  # on every plan: the check made when no dataset is named
 
 
 def _server_message(resp: requests.Response) -> str:
@@ -100,11 +94,13 @@ class JQuantsClient:
         backoff_max: float = 120.0,
         acquire: Callable[[], None] | None = None,
         on_throttle: Callable[[float], None] | None = None,
-        max_pages: int = 10_000,
+        max_pages: int = MAX_PAGES,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._api_key = api_key or ""
+        # what scrub() hides: a 1-3 character "key" is no real key, and hiding it would mangle text
+        self._secret = self._api_key if len(self._api_key) >= 4 else None
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_attempts = max(1, int(max_attempts))
@@ -189,23 +185,18 @@ class JQuantsClient:
         except PlanNotCoveredError as exc:
             if dataset is None:
                 raise
-            named = PlanNotCoveredError(f"J-Quants: the key is valid but the plan does not cover dataset "
-                                        f"{dataset} ({path}): {exc}")
-            named.status_code = getattr(exc, "status_code", None)  # type: ignore[attr-defined]
-            named.server_message = getattr(exc, "server_message", "")  # type: ignore[attr-defined]
-            raise named from None
+            raise PlanNotCoveredError(
+                f"J-Quants: the key is valid but the plan does not cover dataset {dataset} ({path}): {exc}",
+                status_code=exc.status_code,
+                server_message=exc.server_message,
+            ) from None
         log.info("J-Quants API key accepted by %s%s", self.base_url, f" for {dataset} ({path})" if dataset else "")
 
     # -- internals ----------------------------------------------------------------------------
-    def _redact(self, text: str) -> str:
-        if self._api_key and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, "***")
-        return text
-
     def _describe(self, path: str, params: dict[str, Any]) -> str:
         shown = {k: v for k, v in params.items() if k != "pagination_key"}
         query = "&".join(f"{k}={v}" for k, v in shown.items())
-        return self._redact(f"{path}?{query}" if query else path)
+        return scrub(f"{path}?{query}" if query else path, self._secret)
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform(0, min(max, base * 2**(attempt-1)))."""
@@ -246,7 +237,7 @@ class JQuantsClient:
                 elif status == 429:
                     kind, detail = "rate_limited", "HTTP 429"
                 elif status in RETRY_STATUSES or status >= 500:
-                    kind, detail = "server", f"HTTP {status}: {self._redact(_server_message(resp))[:200]}"
+                    kind, detail = "server", f"HTTP {status}: {scrub(_server_message(resp), self._secret)[:200]}"
                 else:
                     raise self._permanent(resp, what)
             if attempt >= attempts:
@@ -281,52 +272,51 @@ class JQuantsClient:
             body = resp.json()
         except ValueError:
             head = (resp.text or "")[:60].replace("\n", " ")
-            return None, self._redact(f"not JSON (HTTP {resp.status_code}, {ctype or 'no content type'}, "
-                                      f"{len(resp.content)} bytes, starts {head!r})")
+            return None, scrub(f"not JSON (HTTP {resp.status_code}, {ctype or 'no content type'}, "
+                               f"{len(resp.content)} bytes, starts {head!r})", self._secret)
         if isinstance(body, dict) and isinstance(body.get("data"), list):
             return body, ""
         if resp.status_code == 210 and isinstance(body, dict):
-            log.info("J-Quants answered 210 (no content/partial): %s", self._redact(str(body.get("message", ""))))
+            log.info("J-Quants answered 210 (no content/partial): %s",
+                     scrub(str(body.get("message", "")), self._secret))
             return {"data": []}, ""
         keys = sorted(body)[:5] if isinstance(body, dict) else type(body).__name__
-        return None, self._redact(f"JSON without a 'data' list (got {keys})")
+        return None, scrub(f"JSON without a 'data' list (got {keys})", self._secret)
 
     def _permanent(self, resp: requests.Response, what: str) -> SourceError:
         status = resp.status_code
-        message = self._redact(_server_message(resp))
+        message = scrub(_server_message(resp), self._secret)
         low = message.lower()
-        exc: SourceError
+        cls: type[SourceError]
         if status == 400 and "subscription" in low and "cover" in low:
-            exc = PlanNotCoveredError(f"J-Quants: your plan does not cover {what} (HTTP 400): {message}")
+            cls, text = PlanNotCoveredError, f"J-Quants: your plan does not cover {what} (HTTP 400): {message}"
         elif status == 400:
-            exc = PermanentSourceError(f"J-Quants rejected {what} (HTTP 400 bad request): {message}")
+            cls, text = PermanentSourceError, f"J-Quants rejected {what} (HTTP 400 bad request): {message}"
         elif status == 403 and ("api key" in low or "apikey" in low) and ("invalid" in low or "expired" in low):
-            exc = AuthError(
+            cls, text = AuthError, (
                 f"J-Quants rejected the API key (HTTP 403: {message}); check the connection's password "
                 f"(a v2 API key from the J-Quants dashboard)"
             )
         elif status == 403 and "missing authentication token" in low:
-            exc = PermanentSourceError(
+            cls, text = PermanentSourceError, (
                 f"J-Quants answered 403 '{message}' for {what}: that resource path does not exist at "
                 f"{self.base_url} (the base URL must end with /v2)"
             )
         elif status == 403:
-            exc = PlanNotCoveredError(
+            cls, text = PlanNotCoveredError, (
                 f"J-Quants refused {what} (HTTP 403: {message}): the key is valid but the subscription plan "
                 f"does not cover this API or these dates"
             )
         elif status == 404:
-            exc = PermanentSourceError(
+            cls, text = PermanentSourceError, (
                 f"HTTP 404 for {what} at {self.base_url}: no such resource (J-Quants v2 never answers 404; "
                 f"check the base URL, it must end with /v2): {message}"
             )
         elif status == 401:
-            exc = AuthError(f"J-Quants (or a proxy) rejected the credentials for {what} (HTTP 401: {message})")
+            cls, text = AuthError, f"J-Quants (or a proxy) rejected the credentials for {what} (HTTP 401: {message})"
         else:
-            exc = PermanentSourceError(f"J-Quants answered HTTP {status} for {what}: {message}")
-        exc.status_code = status  # type: ignore[attr-defined]
-        exc.server_message = message  # type: ignore[attr-defined]
-        return exc
+            cls, text = PermanentSourceError, f"J-Quants answered HTTP {status} for {what}: {message}"
+        return cls(text, status_code=status, server_message=message)
 
     def _exhausted(self, kind: str, detail: str, what: str, attempts: int) -> RetryableSourceError:
         if kind == "rate_limited":
@@ -338,4 +328,4 @@ class JQuantsClient:
             msg = f"malformed response from J-Quants on {what} after {attempts} attempts: {detail}"
         else:
             msg = f"cannot reach J-Quants at {self.base_url} ({what}): {detail} after {attempts} attempts"
-        return RetryableSourceError(self._redact(msg))
+        return RetryableSourceError(scrub(msg, self._secret))

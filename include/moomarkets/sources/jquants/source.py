@@ -1,7 +1,7 @@
 """J-Quants API v2 as a MooMarkets source (no Airflow).
 
-Contract: https://jpx-jquants.com/en/spec (v2; v1 was discontinued on 2026-06-01). Every request
-carries the API key in ``x-api-key``; the key comes from the Airflow Connection's password field,
+Contract: https://jpx-jquants.com/en/spec (v2; v1 was discontinued on 2026-06-01); constants in
+``settings``, HTTP in ``client``. The API key comes from the Airflow Connection's password field;
 the Connection's host (when set) replaces the base URL.
 
 Planning follows JPX's own advice: the plan's rate limit (requests per minute) is the physical
@@ -27,42 +27,27 @@ trading_calendar   /markets/calendar           ``from``/``to`` (one request for 
 from __future__ import annotations
 
 import json
-import logging
-import re
-from datetime import date, time, timedelta
+from datetime import date, timedelta
 from typing import Any, Callable
 
 from moomarkets.errors import ConfigError
-from moomarkets.ratelimit import PLAN_PRESETS
 from moomarkets.sources.base import FetchResult, FetchUnit, Interval, Source, chunk, market_dates
-
-log = logging.getLogger(__name__)
-
-DEFAULT_BASE_URL = "https://api.jquants.com/v2"
-MARKET_TZ = "Asia/Tokyo"
-MARKET_CLOSE = time(15, 30)
-CODE_RE = re.compile(r"^[0-9A-Z]{4,5}$")
-PLAN_RATES = PLAN_PRESETS["jquants"]  # published requests/minute per subscription plan
-PATHS = {
-    "daily_quotes": "/equities/bars/daily",
-    "listed_info": "/equities/master",
-    "fin_summary": "/fins/summary",
-    "trading_calendar": "/markets/calendar",
-    "index_quotes": "/indices/bars/daily",
-}
-# When a day's data is complete: bars, master and indices after the close; disclosures by day end.
-DAY_CLOSE = {"fin_summary": time(23, 59)}
-# Datasets whose "universe" is every listed issue (equity codes, 5 characters).
-EQUITY_DATASETS = ("daily_quotes", "listed_info", "fin_summary")
-INDEX_CODE_RE = re.compile(r"^[0-9A-Z]{4}$")
-CALENDAR_DAYS_AHEAD = 370
-# Datasets whose endpoint has a per-code query that covers a whole date range in one request.
-BY_CODE_RANGE_DATASETS = ("daily_quotes", "index_quotes", "fin_summary")
-# Requests (pages) of one whole-market /equities/master?date=D query: ~4,400 issues of a few hundred
-# bytes should fit one page (the page size is not published; pages split by size, not rows). A
-# ticker list costs one code+date request per ticker per day instead, so code+date only pays for
-# lists no longer than this.
-MASTER_PAGES_PER_DATE = 1
+from moomarkets.sources.jquants.client import JQuantsClient
+from moomarkets.sources.jquants.settings import (
+    API_PREFIX,
+    BY_CODE_RANGE_DATASETS,
+    CALENDAR_DAYS_AHEAD,
+    CODE_RE,
+    DAY_CLOSE,
+    DEFAULT_BASE_URL,
+    DEFAULT_PLAN,
+    INDEX_CODE_RE,
+    MARKET_CLOSE,
+    MARKET_TZ,
+    MASTER_PAGES_PER_DATE,
+    PATHS,
+    PLAN_RATES,
+)
 
 
 def normalize_code(code: str) -> str:
@@ -88,7 +73,7 @@ def _iso(value: str) -> str:
 class JQuantsSource(Source):
     kind = "jquants"
     datasets = ("daily_quotes", "listed_info", "fin_summary", "trading_calendar", "index_quotes")
-    default_rate_limit = PLAN_RATES["free"]
+    default_rate_limit = PLAN_RATES[DEFAULT_PLAN]
     default_max_concurrency = 2
     default_conn_id = "jquants_default"
 
@@ -187,14 +172,12 @@ class JQuantsSource(Source):
         return out
 
     # -- running ----------------------------------------------------------------------------
-    def _client(self):
-        from moomarkets.sources.jquants.client import JQuantsClient
-
+    def _client(self) -> JQuantsClient:
         base = (self.credentials.host or DEFAULT_BASE_URL).rstrip("/")
         if "://" not in base:
             base = "https://" + base
-        if not base.endswith("/v2"):
-            base += "/v2"
+        if not base.endswith(API_PREFIX):
+            base += API_PREFIX
         return JQuantsClient(
             self.credentials.secret or "",
             base,

@@ -15,55 +15,20 @@ request:
   hammering a Yahoo that is blocking us (bursts after a 429 are what earn multi-hour blocks). The
   source retries the affected tickers after a backoff.
 
-Tests replace the network with a *transport* (:func:`set_transport`), a callable answering
-``(method, url, params)`` with a :class:`TransportResponse`; the session turns that into the
-backend's native Response, so yfinance runs its real code on the real session class.
+Every Yahoo URL is sent to the Connection's host instead when one is set (:func:`rebase_url`):
+that is how a proxy, a local mirror or the tests' replay server
+(``moomarkets.testing.yahoo_replay``) is used. There is no other way in.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-log = logging.getLogger(__name__)
-
-CHART_PATH = "/v8/finance/chart/"
-
-
-@dataclass(frozen=True)
-class TransportResponse:
-    """What a test transport answers for one request."""
-
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json;charset=utf-8"
-    url: str | None = None
-    cookies: tuple[tuple[str, str, str], ...] = ()  # (name, value, domain) the answer sets
-
-
-class Transport(Protocol):
-    def __call__(self, method: str, url: str, params: dict[str, str]) -> TransportResponse: ...
-
-
-_transport: Transport | None = None
-
-
-def set_transport(transport: Transport | None) -> None:
-    """Answer every Yahoo request of sessions made from now on with ``transport`` (None: network).
-
-    A process-wide hook for tests and local demos (``moomarkets.testing.yahoo_replay``); the
-    production code path never sets it.
-    """
-    global _transport
-    _transport = transport
-
-
-def get_transport() -> Transport | None:
-    return _transport
+from moomarkets.sources.yfinance.settings import CHART_PATH, USER_AGENT
 
 
 @dataclass
@@ -74,7 +39,7 @@ class ChartCall:
     attempt: int
     probe: bool  # ``range=`` request (yfinance's timezone probe) rather than a period1/period2 one
     status: int | None = None  # None: no HTTP answer (see error)
-    error: str | None = None  # transport error, or "skipped: ..." when the breaker refused it
+    error: str | None = None  # network error, or "skipped: ..." when the breaker refused it
     yahoo_code: str | None = None  # chart.error.code, e.g. "Not Found"
     yahoo_description: str | None = None
     meta: dict[str, Any] | None = None
@@ -89,7 +54,7 @@ class ChartCall:
 class RequestLog:
     """What the session did; the source reads it after each ``yf.download``."""
 
-    requests: int = 0  # requests that reached the network (or the test transport)
+    requests: int = 0  # requests sent (each one took a rate-limit token)
     attempt: int = 0
     charts: list[ChartCall] = field(default_factory=list)
     throttled: int = 0  # 429 answers
@@ -152,7 +117,7 @@ class _Controlled:
     _mm_last_throttle: float
     _mm_base_url: str | None
 
-    def request(self, method, url, *args, **kwargs):  # noqa: C901 - one linear wrapper
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # noqa: C901 - one linear wrapper
         from yfinance.exceptions import YFRateLimitError
 
         url = rebase_url(url, self._mm_base_url)
@@ -184,11 +149,7 @@ class _Controlled:
                 raise
         rlog.requests += 1
         try:
-            transport = get_transport()
-            if transport is not None:
-                response = self._mm_from_transport(transport(str(method).upper(), url.split("?", 1)[0], query), url)
-            else:
-                response = super().request(method, url, *args, **kwargs)
+            response = super().request(method, url, *args, **kwargs)
         except Exception as exc:
             if call is not None:
                 call.error = f"{type(exc).__name__}: {exc}"[:300]
@@ -211,23 +172,6 @@ class _Controlled:
         if self._mm_on_throttle is not None and now - self._mm_last_throttle >= self._mm_throttle_seconds:
             self._mm_last_throttle = now
             self._mm_on_throttle(self._mm_throttle_seconds)
-
-    def _mm_from_transport(self, answer: TransportResponse, url: str):
-        raise NotImplementedError
-
-    def _mm_set_cookies(self, answer: TransportResponse) -> None:
-        from http.cookiejar import Cookie
-
-        from yfinance._http import cookie_jar
-
-        jar = cookie_jar(self)
-        expires = int(time.time()) + 365 * 86400
-        for name, value, domain in answer.cookies:
-            jar.set_cookie(Cookie(
-                version=0, name=name, value=value, port=None, port_specified=False, domain=domain,
-                domain_specified=True, domain_initial_dot=domain.startswith("."), path="/", path_specified=True,
-                secure=True, expires=expires, discard=False, comment=None, comment_url=None, rest={},
-            ))
 
 
 def rebase_url(url: str, base_url: str | None) -> str:
@@ -253,48 +197,22 @@ def _cap_timeout(requested: Any, cap: float) -> Any:
     return cap  # curl_cffi's NOT_SET sentinel
 
 
-def _curl_class():
+def _curl_class() -> type:
     from curl_cffi import requests as curl_requests
 
     class CurlControlledSession(_Controlled, curl_requests.Session):
-        def _mm_from_transport(self, answer: TransportResponse, url: str):
-            from curl_cffi.requests import Headers, Response
-
-            self._mm_set_cookies(answer)
-            r = Response()
-            r.content = answer.body
-            r.headers = Headers({"content-type": answer.content_type})
-            r.status_code = answer.status
-            r.ok = answer.status < 400
-            r.reason = "OK" if answer.status < 400 else "Error"
-            r.url = answer.url or url
-            return r
+        pass
 
     return CurlControlledSession
 
 
-def _requests_class():
+def _requests_class() -> type:
     import requests
-    from requests.structures import CaseInsensitiveDict
 
     class RequestsControlledSession(_Controlled, requests.Session):
-        def _mm_from_transport(self, answer: TransportResponse, url: str):
-            self._mm_set_cookies(answer)
-            r = requests.models.Response()
-            r._content = answer.body
-            r.headers = CaseInsensitiveDict({"content-type": answer.content_type})
-            r.status_code = answer.status
-            r.reason = "OK" if answer.status < 400 else "Error"
-            r.encoding = "utf-8"
-            r.url = answer.url or url
-            return r
+        pass
 
     return RequestsControlledSession
-
-
-_USER_AGENT = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-)
 
 
 def make_session(
@@ -305,7 +223,7 @@ def make_session(
     throttle_seconds: float = 30.0,
     backend: str | None = None,
     base_url: str | None = None,
-):
+) -> Any:
     """A Session yfinance accepts, wrapped as described in the module docstring.
 
     ``backend`` is ``"curl_cffi"`` or ``"requests"``; by default the one yfinance itself would use
@@ -320,7 +238,7 @@ def make_session(
         session = _curl_class()(impersonate="chrome", timeout=timeout)
     elif backend == "requests":
         session = _requests_class()()
-        session.headers.update({"User-Agent": _USER_AGENT, "Accept-Language": "en-US,en;q=0.5"})
+        session.headers.update({"User-Agent": USER_AGENT, "Accept-Language": "en-US,en;q=0.5"})
     else:
         raise ValueError(f"unknown session backend {backend!r}")
     session.moomarkets_log = RequestLog()

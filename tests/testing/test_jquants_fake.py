@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -169,9 +170,24 @@ def test_bars_are_consistent_and_deterministic():
         assert r["Vo"] > 0 and r["Vo"] % 100 == 0 and r["Va"] > 0
         assert r["UL"] in ("0", "1") and r["LL"] in ("0", "1")
     assert any(r["O"] is None for r in rows)  # the illiquid issue has no-trade days
-    assert fd.daily_bars_for_code("13010", "2017-03-01", "2017-03-10") == \
-        fd.daily_bars_for_code("13010", "2017-03-01", "2017-03-10")
     assert fd.daily_bars_for_date("2015-01-05") and fd.daily_bars_for_date("2027-12-30")
+
+
+def test_bars_are_a_function_of_the_arguments_only():
+    """Recomputed with empty caches, and in another interpreter with another hash seed, the rows
+    are the same: no clock, no global random state, no salted hash() behind them."""
+    args = ("13010", "2017-03-01", "2017-03-10")
+    first = fd.daily_bars_for_code(*args)
+    assert len(first) == 8  # the business days of that range
+    fd.clear_caches()
+    assert fd._series.cache_info().currsize == 0
+    assert fd.daily_bars_for_code(*args) == first
+    script = ("import json, sys; from moomarkets.testing import jquants_data as fd; "
+              "print(json.dumps(fd.daily_bars_for_code(*sys.argv[1:])))")
+    env = {**os.environ, "PYTHONHASHSEED": "4242"}
+    out = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert json.loads(out) == first
 
 
 def test_split_adjustment_convention():

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 
 import psycopg
 import pytest
 
-from moomarkets.warehouse import runs as storage
+from moomarkets.warehouse import loads, runs
 from moomarkets.warehouse.datasets import DAILY_QUOTES
 
 pytestmark = pytest.mark.integration
@@ -22,10 +21,10 @@ def test_load_twice_same_rows(warehouse_url):
     rows = [bar(f"{1000 + i}0", "2026-11-20", 100 + i) for i in range(500)]
     with psycopg.connect(warehouse_url) as conn:
         with conn.transaction():
-            assert storage.upsert_rows(conn, DAILY_QUOTES, rows) == 500
+            assert loads.upsert_rows(conn, DAILY_QUOTES, rows) == 500
         first = conn.execute("SELECT code, date, close, loaded_at FROM daily_quotes ORDER BY code").fetchall()
         with conn.transaction():
-            assert storage.upsert_rows(conn, DAILY_QUOTES, rows) == 0  # nothing changed, nothing rewritten
+            assert loads.upsert_rows(conn, DAILY_QUOTES, rows) == 0  # nothing changed, nothing rewritten
         second = conn.execute("SELECT code, date, close, loaded_at FROM daily_quotes ORDER BY code").fetchall()
         assert first == second
         count, distinct = conn.execute("SELECT count(*), count(DISTINCT (source, code, date)) FROM daily_quotes").fetchone()
@@ -35,9 +34,9 @@ def test_load_twice_same_rows(warehouse_url):
 def test_changed_values_update_in_place_and_duplicates_in_batch_keep_last(warehouse_url):
     with psycopg.connect(warehouse_url) as conn:
         with conn.transaction():
-            storage.upsert_rows(conn, DAILY_QUOTES, [bar("72030", "2026-11-20", 10)])
+            loads.upsert_rows(conn, DAILY_QUOTES, [bar("72030", "2026-11-20", 10)])
         with conn.transaction():
-            n = storage.upsert_rows(
+            n = loads.upsert_rows(
                 conn, DAILY_QUOTES, [bar("72030", "2026-11-20", 11), bar("72030", "2026-11-20", 12)]
             )
         assert n == 1
@@ -49,24 +48,24 @@ def test_failed_unit_leaves_nothing(warehouse_url):
     with psycopg.connect(warehouse_url) as conn:
         with pytest.raises(psycopg.errors.InvalidDatetimeFormat):
             with conn.transaction():
-                storage.upsert_rows(conn, DAILY_QUOTES, rows)
+                loads.upsert_rows(conn, DAILY_QUOTES, rows)
         assert conn.execute("SELECT count(*) FROM daily_quotes").fetchone() == (0,)
 
 
 def test_run_records_and_status(warehouse_url):
     units = [{"key": "date:2026-11-19", "kind": "dates", "params": {}}, {"key": "date:2026-11-20", "kind": "dates", "params": {}}]
     with psycopg.connect(warehouse_url, row_factory=psycopg.rows.dict_row) as conn:
-        pk = storage.start_run(conn, group_name="g", dag_id="g", run_id="r1", interval_start=None, interval_end=None,
+        pk = runs.start_run(conn, group_name="g", dag_id="g", run_id="r1", interval_start=None, interval_end=None,
                                units=units, plan={})
-        storage.mark_unit_running(conn, pk, units[0])
-        storage.mark_unit_done(conn, pk, units[0]["key"], rows=10, requests=1)
-        storage.mark_unit_running(conn, pk, units[1])
-        storage.mark_unit_done(conn, pk, units[1]["key"], rows=0, requests=3, error="RetryableSourceError: 500")
-        summary = storage.finish_run(conn, pk)
+        runs.mark_unit_running(conn, pk, units[0])
+        runs.mark_unit_done(conn, pk, units[0]["key"], rows=10, requests=1)
+        runs.mark_unit_running(conn, pk, units[1])
+        runs.mark_unit_done(conn, pk, units[1]["key"], rows=0, requests=3, error="RetryableSourceError: 500")
+        summary = runs.finish_run(conn, pk)
         assert summary == {"status": "partial", "units_total": 2, "units_failed": 1, "rows_loaded": 10,
                            "failed_units": ["date:2026-11-20"]}
         # re-planning the same run keeps its id and resets the units' plan
-        assert storage.start_run(conn, group_name="g", dag_id="g", run_id="r1", interval_start=None,
+        assert runs.start_run(conn, group_name="g", dag_id="g", run_id="r1", interval_start=None,
                                  interval_end=None, units=units[:1], plan={}) == pk
         assert [r["unit_key"] for r in conn.execute("SELECT unit_key FROM run_units WHERE run_pk = %s", (pk,))] == [
             "date:2026-11-19"

@@ -1,17 +1,15 @@
-"""Rate-limit specs: parsing, validation messages, plan presets (no database)."""
+"""Rate-limit specs: parsing and validation messages (no database). J-Quants plan rates: tests/sources/jquants."""
 
 from __future__ import annotations
 
 import pytest
 
 from moomarkets.ratelimit import (
-    PLAN_PRESETS,
     RateSpec,
     default_margin_ms,
     describe,
     parse_rate,
     parse_rates,
-    resolve_rate_limit,
 )
 
 
@@ -79,40 +77,6 @@ def test_bad_specs_one_line_messages(spec, message):
     assert message in text
     assert "\n" not in text
     assert text.startswith("rate_limit: ")
-
-
-def test_plan_presets():
-    assert PLAN_PRESETS["jquants"] == {
-        "free": "5/minute", "light": "60/minute", "standard": "120/minute", "premium": "500/minute",
-    }
-    for spec in PLAN_PRESETS["jquants"].values():
-        parse_rates(spec)
-
-
-def test_resolve_rate_limit():
-    assert resolve_rate_limit({"plan": "light"}, "jquants") == ["60/minute"]
-    assert resolve_rate_limit({"plan": "premium"}, "jquants") == ["500/minute"]
-    # an explicit rate_limit wins over the plan
-    assert resolve_rate_limit({"plan": "light", "rate_limit": "30/minute"}, "jquants") == ["30/minute"]
-    assert resolve_rate_limit({"rate_limit": ["5/second", "60/minute"]}, "yfinance") == ["5/second", "60/minute"]
-    assert resolve_rate_limit({"rate_limit": "5/second, 60/minute"}, "x") == ["5/second", "60/minute"]
-    assert resolve_rate_limit({}, "yfinance", default="1/second") == ["1/second"]
-    assert resolve_rate_limit({}, "jquants", default=["5/minute"]) == ["5/minute"]
-
-
-@pytest.mark.parametrize(
-    ("config", "kind", "message"),
-    [
-        ({"plan": "gold"}, "jquants", "plan: 'gold' is not one of free, light, standard, premium"),
-        ({"plan": "free"}, "yfinance", "plan: yfinance sources have no plans"),
-        ({}, "yfinance", "rate_limit: no rate_limit (or plan) configured"),
-        ({"rate_limit": "60/minutes"}, "jquants", "'60/minutes' is not N/second|minute|hour|day"),
-    ],
-)
-def test_resolve_rate_limit_errors(config, kind, message):
-    with pytest.raises(ValueError, match=None) as err:
-        resolve_rate_limit(config, kind)
-    assert message in str(err.value)
 
 
 def test_default_margin():

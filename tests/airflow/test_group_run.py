@@ -5,7 +5,6 @@ run of the same interval leaves identical rows; a failing unit does not sink the
 from __future__ import annotations
 
 import json
-import logging
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -184,12 +183,12 @@ def test_connection_key_is_registered_with_airflows_secrets_masker(monkeypatch):
     any log line or rendered text that still carried the key is masked by Airflow."""
     from airflow.sdk.log import redact
 
-    from moomarkets.airflow.factory import _credentials
+    from moomarkets.airflow.connections import get_credentials
 
     key = "zz-masker-key-5521"
     assert redact(f"calling with {key}") == f"calling with {key}"  # not known to the masker yet
     monkeypatch.setenv("AIRFLOW_CONN_JQ_MASKED", json.dumps({"conn_type": "jquants", "password": key}))
-    assert _credentials("jq_masked").secret == key
+    assert get_credentials("jq_masked").secret == key
     assert redact(f"calling with {key}") == "calling with ***"
 
 

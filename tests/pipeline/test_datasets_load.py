@@ -1,5 +1,5 @@
 """Every J-Quants dataset end to end, without Airflow: plan and fetch through ``JQuantsSource``
-against the in-process fake v2 server (real HTTP, small pages), load with ``storage.upsert_rows``
+against the in-process fake v2 server (real HTTP, small pages), load with ``loads.upsert_rows``
 into the real PostgreSQL, twice. The expected rows come from ``fakedata`` (what the fake serves),
 not from the source under test. Also: business days come from the ``trading_calendar`` table."""
 
@@ -13,8 +13,9 @@ import psycopg
 import pytest
 import yaml
 
+from moomarkets.pipeline import GroupPipeline
 from moomarkets.pipeline import run as runner
-from moomarkets.warehouse import runs as storage
+from moomarkets.warehouse import loads
 from moomarkets.warehouse import config_store as store
 from moomarkets.warehouse.datasets import get_dataset
 from moomarkets.warehouse.db import connect
@@ -128,7 +129,7 @@ def test_dataset_loads_exactly_what_the_fake_served_and_reload_changes_nothing(w
     assert requests == state.count() and set(state.statuses) == {200}
     assert len(rows) == len(expected)  # the source neither drops nor duplicates a served row
     with psycopg.connect(warehouse_url) as conn, conn.transaction():
-        assert storage.upsert_rows(conn, ds, rows) == len(expected)
+        assert loads.upsert_rows(conn, ds, rows) == len(expected)
     first = table_rows(warehouse_url, dataset)
     assert {as_key(dataset, r) for r in first} == expected
     assert len(first) == len(expected) and all(r[0] == "jquants" for r in first)
@@ -137,7 +138,7 @@ def test_dataset_loads_exactly_what_the_fake_served_and_reload_changes_nothing(w
     again, _ = fetch_all(url, dataset)
     assert state.count() == 2 * requests
     with psycopg.connect(warehouse_url) as conn, conn.transaction():
-        assert storage.upsert_rows(conn, ds, again) == 0
+        assert loads.upsert_rows(conn, ds, again) == 0
     assert table_rows(warehouse_url, dataset) == first  # loaded_at included
 
 
@@ -146,7 +147,7 @@ def test_fin_summary_keeps_both_same_day_disclosures(warehouse_url, fake):
     rows, _ = fetch_all(url, "fin_summary")
     with psycopg.connect(warehouse_url) as conn:
         with conn.transaction():
-            storage.upsert_rows(conn, get_dataset("fin_summary"), rows)
+            loads.upsert_rows(conn, get_dataset("fin_summary"), rows)
         stored = conn.execute(
             "SELECT disclosure_number, document_type, disclosed_time, payload->>'FSales' FROM fin_summary"
             " WHERE code = %s AND disclosed_date = %s ORDER BY disclosure_number",
@@ -194,7 +195,7 @@ def test_runner_plans_business_days_from_the_calendar_table(warehouse_url, fake)
     week2 = Interval(tokyo(2026, 11, 20, 19), tokyo(2026, 11, 27, 19))  # Mon 23 (holiday) .. Fri 27
 
     def planned(interval: Interval, run_id: str) -> list[str]:
-        units = runner.plan_units(spec, interval, dag_id="jp_bars", run_id=run_id, url=warehouse_url, max_units=64)
+        units = runner.plan_units(GroupPipeline.resolve(spec), interval, dag_id="jp_bars", run_id=run_id, url=warehouse_url, max_units=64)
         return [d for u in units for d in u["params"]["dates"]]
 
     # no calendar loaded yet: every weekday, the 23rd included
@@ -205,7 +206,7 @@ def test_runner_plans_business_days_from_the_calendar_table(warehouse_url, fake)
     cal = source(url)
     rows = [r for u in cal.plan("trading_calendar", {}, week1, max_units=8) for r in cal.fetch("trading_calendar", u).rows]
     with psycopg.connect(warehouse_url) as conn, conn.transaction():
-        storage.upsert_rows(conn, get_dataset("trading_calendar"), rows)
+        loads.upsert_rows(conn, get_dataset("trading_calendar"), rows)
         conn.execute("UPDATE trading_calendar SET hol_div = 0 WHERE date = '2026-11-18'")
         conn.execute("UPDATE trading_calendar SET hol_div = 2 WHERE date = '2026-11-19'")
         assert conn.execute("SELECT hol_div FROM trading_calendar WHERE date = '2026-11-23'").fetchone() == (3,)

@@ -1,13 +1,15 @@
 """The Yahoo Finance source: validation, planning, and fetches replayed offline.
 
-Every fetch runs the real ``yf.download`` on the real (curl_cffi) session class; only the network
-is replaced, by ``moomarkets.testing.yahoo_replay`` serving ``tests/fixtures/yahoo/*.json``
-(Yahoo chart-API documents in the shape yfinance parses).
+Every fetch runs the real ``yf.download`` on the production (curl_cffi) session over real HTTP;
+only Yahoo is replaced, by the local replay server of ``moomarkets.testing.yahoo_replay`` serving
+``tests/fixtures/yahoo/*.json`` (Yahoo chart-API documents in the shape yfinance parses), reached
+through the Connection host like any proxy.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 from datetime import date, datetime, time, timezone
 from pathlib import Path
 
@@ -17,28 +19,28 @@ import yfinance  # noqa: F401  (see below)
 from moomarkets.errors import ConfigError, RateLimitTimeout, RetryableSourceError
 from moomarkets.sources.base import Credentials, FetchUnit, Interval
 from moomarkets.sources.registry import get_source_class
+from moomarkets.sources.yfinance import YFinanceSource
 from moomarkets.sources.yfinance import source as yfsource
-from moomarkets.testing.yahoo_replay import YahooReplay, replaying, window_chart
-from moomarkets.sources.yfinance.session import TransportResponse, _cap_timeout, make_session
-from moomarkets.sources.yfinance.source import (
-    SUFFIX_MARKETS,
-    US,
-    Market,
-    YFinanceSource,
-    dates_for,
-    expected_sessions,
-    market_of,
-)
+from moomarkets.sources.yfinance.markets import SUFFIX_MARKETS, US, Market, dates_for, expected_sessions, market_of
+from moomarkets.testing.yahoo_replay import isolated_yfinance, running_replay
 
 # yfinance is imported at collection, not first inside a test: on import it puts a "default" filter
 # for its DeprecationWarnings in front of pytest's, and yfinance 1.7 calls pandas APIs pandas 3 deprecates.
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "yahoo"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "yahoo"
 UTC = timezone.utc
 US_TICKERS = ["AAPL", "GOOGL", "MSFT"]
 
 
 def fx(*names: str) -> list[Path]:
     return [FIXTURES / f"{n}.json" for n in names]
+
+
+def closed_port_url() -> str:
+    """A local URL nothing listens on: connections are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
 def utc(*args) -> datetime:
@@ -75,9 +77,10 @@ def rec(monkeypatch) -> Recorder:
     return r
 
 
-def make(rec: Recorder, **config) -> YFinanceSource:
+def make(rec: Recorder, host: str | None = None, **config) -> YFinanceSource:
+    """The source with ``host`` as its Connection host (the replay server's base URL)."""
     config.setdefault("throttle_backoff", 7)
-    return YFinanceSource("yahoo", config, Credentials(), acquire=rec.acquire, on_throttle=rec.on_throttle)
+    return YFinanceSource("yahoo", config, Credentials(host=host), acquire=rec.acquire, on_throttle=rec.on_throttle)
 
 
 def fetch(src: YFinanceSource, dataset: str, tickers: list[str], interval: Interval):
@@ -240,8 +243,8 @@ def test_every_known_market_has_an_exchange_calendar():
 
 # -- fetching, replayed ----------------------------------------------------------------------
 def test_normal_batch_loads_every_bar_with_explicit_adjustments(rec):
-    src = make(rec)
-    with replaying(*fx("normal_batch")) as replay:
+    with running_replay(*fx("normal_batch")) as (url, replay):
+        src = make(rec, url)
         result = fetch(src, "daily_quotes", US_TICKERS, week())
     assert result.item_errors == {}
     assert len(result.rows) == 3 * 4
@@ -265,9 +268,9 @@ def test_normal_batch_loads_every_bar_with_explicit_adjustments(rec):
 
 
 def test_split_and_dividend(rec):
-    src = make(rec)
     interval = Interval(utc(2026, 3, 11, 21), utc(2026, 3, 17, 21))  # New York closes of Mar 12..17
-    with replaying(*fx("split_dividend")):
+    with running_replay(*fx("split_dividend")) as (url, _):
+        src = make(rec, url)
         quotes = fetch(src, "daily_quotes", ["KO", "NVDA"], interval)
         actions = fetch(src, "corporate_actions", ["KO", "NVDA"], interval)
     assert quotes.item_errors == {} and actions.item_errors == {}
@@ -288,8 +291,8 @@ def test_split_and_dividend(rec):
 
 
 def test_delisted_ticker_is_a_failed_item_and_the_others_load(rec):
-    src = make(rec)
-    with replaying(*fx("delisted", "normal_batch")):
+    with running_replay(*fx("delisted", "normal_batch")) as (url, _):
+        src = make(rec, url)
         result = fetch(src, "daily_quotes", ["AAPL", "MSFT", "TWTR"], week())
     assert result.item_errors == {
         "TWTR": "unknown or delisted symbol (Yahoo: No data found, symbol may be delisted)"
@@ -298,8 +301,8 @@ def test_delisted_ticker_is_a_failed_item_and_the_others_load(rec):
 
 
 def test_rate_limited_tickers_are_retried_after_a_backoff(rec):
-    src = make(rec)
-    with replaying(*fx("rate_limited", "normal_batch")) as replay:
+    with running_replay(*fx("rate_limited", "normal_batch")) as (url, replay):
+        src = make(rec, url)
         result = fetch(src, "daily_quotes", US_TICKERS, week())
     assert result.item_errors == {}
     assert len(result.rows) == 12
@@ -311,8 +314,8 @@ def test_rate_limited_tickers_are_retried_after_a_backoff(rec):
 
 
 def test_lasting_rate_limit_is_reported_per_ticker_after_bounded_retries(rec):
-    src = make(rec, throttle_retries=2, throttle_backoff=5)
-    with replaying(*fx("rate_limited_blocked", "normal_batch")) as replay:
+    with running_replay(*fx("rate_limited_blocked", "normal_batch")) as (url, replay):
+        src = make(rec, url, throttle_retries=2, throttle_backoff=5)
         result = fetch(src, "daily_quotes", US_TICKERS, week())
     assert result.rows == []
     assert set(result.item_errors) == set(US_TICKERS)
@@ -323,8 +326,8 @@ def test_lasting_rate_limit_is_reported_per_ticker_after_bounded_retries(rec):
 
 
 def test_trading_gap_is_a_partial_failure_and_the_other_bars_load(rec):
-    src = make(rec)
-    with replaying(*fx("trading_gap", "normal_batch")):
+    with running_replay(*fx("trading_gap", "normal_batch")) as (url, _):
+        src = make(rec, url)
         result = fetch(src, "daily_quotes", ["AAPL", "INTC", "MSFT"], week())
     assert result.item_errors == {
         "INTC": "partial: no bar for 2026-03-11 while other America/New_York tickers traded (trading gap)"
@@ -334,8 +337,8 @@ def test_trading_gap_is_a_partial_failure_and_the_other_bars_load(rec):
 
 
 def test_no_trading_on_a_day_its_exchange_traded_is_a_failure(rec):
-    src = make(rec)
-    with replaying(*fx("trading_gap", "normal_batch")):
+    with running_replay(*fx("trading_gap", "normal_batch")) as (url, _):
+        src = make(rec, url)
         result = fetch(src, "daily_quotes", ["AAPL", "INTC"], one_day(11))
     assert result.item_errors == {
         "INTC": "no trading in the interval: no bar while other America/New_York tickers traded on 2026-03-11"
@@ -345,9 +348,9 @@ def test_no_trading_on_a_day_its_exchange_traded_is_a_failure(rec):
 
 
 def test_market_holiday_is_not_an_error(rec):
-    src = make(rec)
     good_friday = Interval(utc(2026, 4, 3, 1, 30), utc(2026, 4, 4, 1, 30))
-    with replaying(*fx("normal_batch", "trading_gap")):
+    with running_replay(*fx("normal_batch", "trading_gap")) as (url, _):
+        src = make(rec, url)
         result = fetch(src, "daily_quotes", US_TICKERS, good_friday)
         alone = fetch(src, "daily_quotes", ["AAPL"], good_friday)
     assert result.rows == [] and result.item_errors == {}
@@ -356,8 +359,8 @@ def test_market_holiday_is_not_an_error(rec):
 
 def test_lone_ticker_gap_is_flagged(rec):
     # no peer in the batch: the New York exchange calendar says 2026-03-11 was a session
-    src = make(rec)
-    with replaying(*fx("trading_gap")):
+    with running_replay(*fx("trading_gap")) as (url, _):
+        src = make(rec, url)
         alone = fetch(src, "daily_quotes", ["INTC"], week())
         day = fetch(src, "daily_quotes", ["INTC"], one_day(11))
     assert alone.item_errors == {
@@ -371,8 +374,8 @@ def test_lone_ticker_gap_is_flagged(rec):
 
 
 def test_gap_is_flagged_when_the_batch_has_only_other_exchanges(rec):
-    src = make(rec)
-    with replaying(*fx("trading_gap", "timezone_edge")):
+    with running_replay(*fx("trading_gap", "timezone_edge")) as (url, _):
+        src = make(rec, url)
         result = fetch(src, "daily_quotes", ["INTC", "7203.T"], week())
     assert set(result.item_errors) == {"INTC"}
     assert "no bar for 2026-03-11" in result.item_errors["INTC"] and "XNYS" in result.item_errors["INTC"]
@@ -393,8 +396,8 @@ def test_session_no_peer_traded_either_is_flagged(tmp_path, rec):
                     del values[i]
     path = tmp_path / "missing_day.json"
     path.write_text(json.dumps(doc))
-    with replaying(path):
-        result = fetch(make(rec), "daily_quotes", ["AAPL", "MSFT"], week())
+    with running_replay(path) as (url, _):
+        result = fetch(make(rec, url), "daily_quotes", ["AAPL", "MSFT"], week())
     assert result.item_errors == {
         t: "partial: no bar for 2026-03-11, a session in the XNYS exchange calendar and no other America/New_York"
            " ticker in the batch has a bar that day (trading gap)"
@@ -408,8 +411,8 @@ HOLIDAYS = Interval(utc(2026, 3, 16), utc(2026, 4, 8))  # Tokyo 2026-03-20; Good
 
 def test_lone_tickers_over_their_exchange_holidays_are_not_flagged(rec):
     # three tickers, three exchanges: no peers, so only the calendars tell holidays from gaps
-    src = make(rec)
-    with replaying(*fx("timezone_edge")):
+    with running_replay(*fx("timezone_edge")) as (url, _):
+        src = make(rec, url)
         result = fetch(src, "daily_quotes", ["7203.T", "BHP.AX", "IBM"], HOLIDAYS)
     assert result.item_errors == {}
     tokyo, sydney, new_york = (sorted(by(result.rows, t)) for t in ("7203.T", "BHP.AX", "IBM"))
@@ -420,8 +423,8 @@ def test_lone_tickers_over_their_exchange_holidays_are_not_flagged(rec):
 
 def test_a_market_without_a_calendar_falls_back_to_weekdays_and_says_so(monkeypatch, rec):
     monkeypatch.setitem(SUFFIX_MARKETS, ".T", Market("Asia/Tokyo", time(15, 30)))  # no holiday calendar
-    with replaying(*fx("timezone_edge")):
-        result = fetch(make(rec), "daily_quotes", ["7203.T"], HOLIDAYS)
+    with running_replay(*fx("timezone_edge")) as (url, _):
+        result = fetch(make(rec, url), "daily_quotes", ["7203.T"], HOLIDAYS)
     assert result.item_errors == {
         "7203.T": "partial: no bar for 2026-03-20, expected from weekdays only (no holiday calendar for Asia/Tokyo;"
                   " unverified: may be an exchange holiday) (trading gap)"
@@ -429,9 +432,9 @@ def test_a_market_without_a_calendar_falls_back_to_weekdays_and_says_so(monkeypa
 
 
 def test_timezone_edge_dates_are_the_exchange_local_dates(rec):
-    src = make(rec)
     # ends 01:30 UTC on the 11th: New York's 10th (closed 20:00Z), Tokyo's and Sydney's 10th
-    with replaying(*fx("timezone_edge")):
+    with running_replay(*fx("timezone_edge")) as (url, _):
+        src = make(rec, url)
         result = fetch(src, "daily_quotes", ["7203.T", "BHP.AX", "IBM"], one_day(10))
     assert result.item_errors == {}
     assert sorted((r["code"], r["date"]) for r in result.rows) == [
@@ -444,103 +447,45 @@ def test_timezone_edge_dates_are_the_exchange_local_dates(rec):
     assert bhp["close"] == round(chart["indicators"]["quote"][0]["close"][i], 2)
 
 
-def test_a_rate_limit_timeout_fails_the_unit_without_more_requests(monkeypatch):
+def test_a_rate_limit_timeout_fails_the_unit_without_more_requests():
     calls = []
 
     def acquire():
         calls.append(1)
         raise RateLimitTimeout("no token for source 'yahoo' within 60 s")
 
-    src = YFinanceSource("yahoo", {}, Credentials(), acquire=acquire)
-    with replaying(*fx("normal_batch")) as replay:
+    with running_replay(*fx("normal_batch")) as (url, replay):
+        src = YFinanceSource("yahoo", {}, Credentials(host=url), acquire=acquire)
         with pytest.raises(RateLimitTimeout):
             fetch(src, "daily_quotes", US_TICKERS, week())
     assert len(calls) == 1 and replay.requests == []
 
 
 def test_a_network_error_is_reported_per_ticker(rec):
-    def broken(method, url, params):
-        raise ConnectionError("connection reset by peer")
-
-    src = make(rec)
-    with replaying(YahooReplay([])) as replay:
-        from moomarkets.sources.yfinance import session as yfs
-
-        yfs.set_transport(broken)
-        try:
-            result = fetch(src, "daily_quotes", ["AAPL"], week())
-        finally:
-            yfs.set_transport(replay)
+    # a Connection host where nothing listens: every request (handshakes, charts) is refused
+    with isolated_yfinance():
+        result = fetch(make(rec, closed_port_url()), "daily_quotes", ["AAPL"], week())
     assert result.rows == []
-    assert result.item_errors["AAPL"].startswith("request failed: ConnectionError: connection reset by peer")
+    assert set(result.item_errors) == {"AAPL"}
+    reason = result.item_errors["AAPL"]
+    assert reason.startswith("request failed: ") and "ConnectionError" in reason, reason
+    assert result.retryable_items == {"AAPL"}  # the network may be back on the next try
+    assert result.requests == rec.acquired > 0  # refused requests still took their rate-limit token
 
 
 def test_validate_credentials_makes_one_cheap_request(rec):
-    src = make(rec)
-    with replaying(*fx("normal_batch")) as replay:
-        src.validate_credentials()  # any HTTP answer but 429/5xx means Yahoo is reachable
+    with running_replay(*fx("normal_batch")) as (url, replay):
+        make(rec, url).validate_credentials()  # any HTTP answer but 429/5xx means Yahoo is reachable
     assert len(replay.requests) == 1 and rec.acquired == 1
-    with replaying(*fx("rate_limited_blocked")):
+    assert replay.chart_requests("SPY") == [{"range": "1d", "interval": "1d"}]
+    with running_replay(*fx("rate_limited_blocked")) as (url, _):
         with pytest.raises(RetryableSourceError, match="429"):
-            src.validate_credentials()
+            make(rec, url).validate_credentials()
 
 
 def test_validate_credentials_unreachable(rec):
-    def down(method, url, params):
-        raise TimeoutError("timed out")
-
-    from moomarkets.sources.yfinance import session as yfs
-
-    yfs.set_transport(down)
-    try:
-        with pytest.raises(RetryableSourceError, match="unreachable"):
-            make(rec).validate_credentials()
-    finally:
-        yfs.set_transport(None)
-
-
-# -- session and replay pieces ---------------------------------------------------------------
-def test_session_is_a_type_yfinance_accepts_and_caps_timeouts():
-    from yfinance.data import YfData
-
-    for backend in ("curl_cffi", "requests"):
-        session = make_session(timeout=5, backend=backend)
-        YfData(session=session)  # raises for unsupported session types
-    assert _cap_timeout(30, 5) == 5 and _cap_timeout(None, 5) == 5 and _cap_timeout(2, 5) == 2
-    assert _cap_timeout((10, 60), 5) == (5, 5)
-
-
-def test_replay_windows_a_series_like_yahoo():
-    doc = {"chart": {"result": [chart_of("normal_batch", "AAPL")], "error": None}}
-    saturday = int(datetime(2026, 3, 14, 5, tzinfo=UTC).timestamp())
-    empty = window_chart(doc, {"period1": str(saturday), "period2": str(saturday + 86400), "interval": "1d"})
-    result = empty["chart"]["result"][0]
-    assert "timestamp" not in result and result["indicators"] == {"quote": [{}], "adjclose": [{}]}
-    assert result["meta"]["exchangeTimezoneName"] == "America/New_York"
-    last = window_chart(doc, {"range": "1d", "interval": "1d"})["chart"]["result"][0]
-    assert last["timestamp"] == doc["chart"]["result"][0]["timestamp"][-1:]
-    assert len(last["indicators"]["quote"][0]["close"]) == 1
-
-
-def test_transport_answers_become_native_responses():
-    session = make_session(timeout=5)
-    from moomarkets.sources.yfinance import session as yfs
-
-    yfs.set_transport(lambda m, u, p: TransportResponse(418, b'{"x": 1}'))
-    try:
-        r = session.get("https://query2.finance.yahoo.com/v8/finance/chart/AAPL", params={"range": "1d"})
-    finally:
-        yfs.set_transport(None)
-    assert type(r).__module__.startswith("curl_cffi") and r.status_code == 418 and r.json() == {"x": 1}
-    (call,) = session.moomarkets_log.charts
-    assert call.symbol == "AAPL" and call.probe and call.status == 418
-
-
-def test_fixtures_say_what_format_they_follow():
-    for path in FIXTURES.glob("*.json"):
-        doc = json.loads(path.read_text())
-        assert "yfinance" in doc["about"] and "parse_quotes" in doc["about"], path.name
-        assert doc["scenario"] and doc["interactions"], path.name
+    with pytest.raises(RetryableSourceError, match="unreachable"):
+        make(rec, closed_port_url()).validate_credentials()
 
 
 def test_unit_from_dict_roundtrip(rec):

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from moomarkets.sources.base import Credentials, Interval, market_dates
-from moomarkets.sources.jquants.source import JQuantsSource
+from moomarkets.sources.jquants import JQuantsSource
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 

@@ -175,3 +175,41 @@ def test_unreachable_database_is_a_clear_error(capsys):
     assert main(["--no-airflow", "--database-url", "postgresql://postgres@127.0.0.1:1/x", "groups", "list"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot connect to the warehouse database")
+
+
+def test_airflow_side_effects_print_what_was_done_and_warn_on_failure(loaded, capsys, monkeypatch):
+    """Without --no-airflow the CLI tells Airflow through the services: what happened goes to stdout,
+    a failure is a warning on stderr while the change itself stands (exit 0)."""
+    paused: list[tuple[str, bool]] = []
+    monkeypatch.setattr("moomarkets.airflow.ops.set_paused", lambda dag_id, p: paused.append((dag_id, p)) or True)
+    monkeypatch.setattr("moomarkets.airflow.pools.sync_pools",
+                        lambda sources: [(f"moomarkets_{s.code}", 1, "created") for s in sources])
+    capsys.readouterr()
+    assert main(["groups", "disable", "jp_daily_quotes"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["disabled job group jp_daily_quotes",
+                                                    "DAG jp_daily_quotes paused in Airflow"]
+    assert paused == [("jp_daily_quotes", True)]
+    assert main(["sources", "add", "--code", "yahoo", "--name", "Yahoo", "--kind", "yfinance"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["added data source yahoo", "pool moomarkets_yahoo: 1 slot(s), created"]
+
+    def down(*_args):
+        raise OSError("metadata DB down")
+
+    monkeypatch.setattr("moomarkets.airflow.ops.set_paused", down)
+    assert main(["groups", "enable", "jp_daily_quotes"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "enabled job group jp_daily_quotes\n"
+    assert captured.err == ("warning: Could not unpause DAG jp_daily_quotes in Airflow (OSError: metadata DB down);"
+                            " unpause it in Airflow.\n")
+    with psycopg.connect(loaded) as conn:
+        assert conn.execute("SELECT is_enabled FROM job_groups").fetchone() == (True,)
+        # the kind's own connection, not a name made up from the kind
+        assert conn.execute("SELECT conn_id FROM data_sources WHERE code = 'yahoo'").fetchone() == ("yfinance_default",)
+
+
+def test_update_needs_an_option_and_json_options_are_worded_once(loaded, capsys):
+    assert cli("sources", "update", "jquants") == 1
+    assert capsys.readouterr().err == "error: nothing to update: give at least one option\n"
+    assert cli("sources", "update", "jquants", "--config", '{"rate_limit": "30/minute"}') == 0
+    assert cli("groups", "update", "jp_daily_quotes", "--parameters", "[1]") == 1
+    assert capsys.readouterr().err.endswith('error: --parameters must be a JSON object, e.g. {"key": "value"}\n')

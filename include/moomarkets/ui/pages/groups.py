@@ -1,0 +1,200 @@
+"""Job group pages: list, detail with recent runs, new/edit forms, enable/disable, run now, backfill."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from typing import Any
+
+import psycopg
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from moomarkets.config.validate import next_runs
+from moomarkets.errors import AirflowOpError
+from moomarkets.services import groups, runs, views
+from moomarkets.services.effects import Outcome
+from moomarkets.services.inputs import InputError, parse_json_object
+from moomarkets.ui.auth import Identity, is_allowed, page_identity, page_requires, require_page
+from moomarkets.ui.pages.common import (
+    call,
+    field_errors,
+    is_checked,
+    new_router,
+    read_form,
+    redirect,
+    render,
+    submit,
+)
+from moomarkets.warehouse import config_store as store
+from moomarkets.warehouse import queries
+
+router = new_router()
+
+BACKFILL_FIELDS = ("from_date", "to_date", "reprocess_behavior", "max_active_runs")
+
+
+def group_input(form: dict[str, str], *, new: bool) -> dict[str, Any]:
+    """Form strings to the service's values (JSON parsed, checkbox to bool); the name only for a new group."""
+    data: dict[str, Any] = {k: form.get(k, "") for k in ("data_source", "dataset", "schedule", "timezone", "description")}
+    if new:
+        data["name"] = form.get("name", "")
+    data["parameters"] = parse_json_object(form.get("parameters", ""), "parameters", label="Parameters")
+    data["is_enabled"] = is_checked(form, "is_enabled")
+    return data
+
+
+def _form_context(conn: psycopg.Connection, values: dict[str, Any]) -> dict[str, Any]:
+    kinds = {k["kind"]: k for k in queries.kinds()}
+    return {
+        "values": values,
+        "sources": [
+            {"code": s.code, "name": s.name, "active": s.is_active,
+             "datasets": kinds.get(s.kind, {}).get("datasets", [])}
+            for s in store.list_sources(conn)
+        ],
+    }
+
+
+async def _form_page(
+    request: Request, ident: Identity, values: dict[str, Any], errors: dict[str, str], *, name: str | None = None
+) -> HTMLResponse:
+    ctx = await run_in_threadpool(call, _form_context, values)
+    mode = {"mode": "new"} if name is None else {"mode": "edit", "name": name}
+    return render(request, "group_form.html", ident, status_code=422 if errors else 200, errors=errors,
+                  nav="groups", **mode, **ctx)
+
+
+@router.get("/", name="home")
+async def home(request: Request) -> RedirectResponse:
+    return RedirectResponse(request.url_for("groups_page").path, status_code=303)
+
+
+@router.get("/groups", name="groups_page", response_class=HTMLResponse)
+async def groups_page(request: Request, ident: Identity = Depends(page_identity)) -> HTMLResponse:
+    rows = await run_in_threadpool(call, views.list_groups)
+    rows = [g for g in rows if is_allowed(ident, "read", g["name"])]
+    states = await run_in_threadpool(views.dag_states, [g["name"] for g in rows])
+    return render(request, "groups.html", ident, groups=rows, states=states, nav="groups")
+
+
+@router.get("/groups/new", name="group_new", response_class=HTMLResponse)
+async def group_new(request: Request, ident: Identity = Depends(page_requires("edit"))) -> HTMLResponse:
+    return await _form_page(request, ident, {"timezone": "UTC", "is_enabled": True, "parameters": "{}"}, {})
+
+
+@router.post("/groups/new", name="group_create", response_class=HTMLResponse)
+async def group_create(request: Request, ident: Identity = Depends(page_requires("edit"))) -> Any:
+    form = await read_form(request)
+    # per-DAG rights for the new name, as the API's POST /api/groups (the dependency saw no name)
+    require_page(ident, "edit", form.get("name", "").strip() or None)
+    outcome, errors = await run_in_threadpool(
+        submit, lambda conn: groups.create(conn, group_input(form, new=True)), fields=groups.FIELDS
+    )
+    if errors:
+        return await _form_page(request, ident, dict(form, is_enabled=is_checked(form, "is_enabled")), errors)
+    name = outcome.value.name
+    return redirect(request, "group_page", [f"Created job group {name}.", *outcome.messages], name=name)
+
+
+async def _detail_page(
+    request: Request,
+    name: str,
+    ident: Identity,
+    *,
+    backfill_values: dict[str, str] | None = None,
+    backfill_errors: dict[str, str] | None = None,
+) -> HTMLResponse:
+    def load(conn: psycopg.Connection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return views.get_group(conn, name), queries.group_runs(conn, name)
+
+    group, recent = await run_in_threadpool(call, load)
+    states = await run_in_threadpool(views.dag_states, [name])
+    try:
+        upcoming = next_runs(group["schedule"], group["timezone"], count=3)
+    except Exception:  # noqa: BLE001 - a hand-edited schedule must not take the page down
+        upcoming = []
+    today = date.today()
+    values = {"from_date": (today - timedelta(days=7)).isoformat(), "to_date": (today - timedelta(days=1)).isoformat(),
+              "reprocess_behavior": "none", "max_active_runs": "1"}
+    values.update(backfill_values or {})
+    return render(
+        request, "group_detail.html", ident, status_code=422 if backfill_errors else 200, group=group, runs=recent,
+        state=states.get(name), upcoming=upcoming, can_edit=is_allowed(ident, "edit", name),
+        can_run=is_allowed(ident, "run", name), nav="groups", backfill=values, backfill_errors=backfill_errors or {},
+        reprocess_labels=runs.REPROCESS_LABELS, active_runs_range=(runs.MIN_ACTIVE_RUNS, runs.MAX_ACTIVE_RUNS),
+    )
+
+
+@router.get("/groups/{name}", name="group_page", response_class=HTMLResponse)
+async def group_page(request: Request, name: str, ident: Identity = Depends(page_requires("read"))) -> HTMLResponse:
+    return await _detail_page(request, name, ident)
+
+
+@router.get("/groups/{name}/edit", name="group_edit", response_class=HTMLResponse)
+async def group_edit(request: Request, name: str, ident: Identity = Depends(page_requires("edit"))) -> HTMLResponse:
+    values = (await run_in_threadpool(call, store.get_group, name)).to_dict()
+    values["parameters"] = json.dumps(values["parameters"] or {}, indent=2, ensure_ascii=False)
+    return await _form_page(request, ident, values, {}, name=name)
+
+
+@router.post("/groups/{name}/edit", name="group_update", response_class=HTMLResponse)
+async def group_update(request: Request, name: str, ident: Identity = Depends(page_requires("edit"))) -> Any:
+    form = await read_form(request)
+    outcome, errors = await run_in_threadpool(
+        submit, lambda conn: groups.update(conn, name, group_input(form, new=False)), fields=groups.FIELDS
+    )
+    if errors:
+        values = dict(form, name=name, is_enabled=is_checked(form, "is_enabled"))
+        return await _form_page(request, ident, values, errors, name=name)
+    return redirect(request, "group_page", [f"Saved job group {name}.", *outcome.messages], name=name)
+
+
+async def _toggle(request: Request, name: str, enabled: bool) -> RedirectResponse:
+    outcome: Outcome = await run_in_threadpool(call, groups.set_enabled, name, enabled)
+    verb, dag = ("Enabled", "unpaused") if enabled else ("Disabled", "paused")
+    return redirect(request, "group_page", [f"{verb} job group {name} (its DAG is {dag}).", *outcome.messages],
+                    name=name)
+
+
+@router.post("/groups/{name}/enable", name="group_enable")
+async def group_enable(request: Request, name: str, ident: Identity = Depends(page_requires("edit"))) -> RedirectResponse:
+    return await _toggle(request, name, True)
+
+
+@router.post("/groups/{name}/disable", name="group_disable")
+async def group_disable(request: Request, name: str, ident: Identity = Depends(page_requires("edit"))) -> RedirectResponse:
+    return await _toggle(request, name, False)
+
+
+@router.post("/groups/{name}/run", name="group_run")
+async def group_run(request: Request, name: str, ident: Identity = Depends(page_requires("run"))) -> RedirectResponse:
+    try:
+        outcome = await run_in_threadpool(call, runs.trigger, name, user_name=ident.name)
+    except AirflowOpError as exc:
+        return redirect(request, "group_page", [f"Run not started: {exc}"], name=name)
+    return redirect(request, "group_page", [f"Queued run {outcome.value}.", *outcome.messages], name=name)
+
+
+@router.post("/groups/{name}/backfill", name="group_backfill", response_class=HTMLResponse)
+async def group_backfill(request: Request, name: str, ident: Identity = Depends(page_requires("run"))) -> Any:
+    form = await read_form(request)
+    try:
+        req = runs.backfill_request(form.get("from_date"), form.get("to_date"), form.get("reprocess_behavior"),
+                                    form.get("max_active_runs"))
+    except InputError as exc:
+        values = {k: form.get(k, "") for k in BACKFILL_FIELDS}
+        return await _detail_page(request, name, ident, backfill_values=values,
+                                  backfill_errors=field_errors(exc, BACKFILL_FIELDS))
+    try:
+        outcome = await run_in_threadpool(call, runs.backfill, name, req, user_name=ident.name)
+    except AirflowOpError as exc:
+        return redirect(request, "group_page", [f"Backfill not created: {exc}"], name=name)
+    plan = outcome.value
+    return redirect(
+        request, "group_page",
+        [f"Backfill {plan.backfill_id} created: {len(plan.intervals)} run(s) for {req.from_date} to {req.to_date}.",
+         *outcome.messages],
+        name=name,
+    )
