@@ -88,3 +88,11 @@ def airflow_db() -> Path:
         timeout=300,
     )
     return _AIRFLOW_HOME
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """End-to-end tests (a real dag.test(), a browser, the whole local stack) are also ``slow``:
+    CI runs everything; ``pytest -m "not slow"`` skips them for a quick local loop."""
+    for item in items:
+        if item.get_closest_marker("airflow") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)

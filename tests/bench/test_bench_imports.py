@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,4 +16,3 @@ def test_benchmark_script_imports(name, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
     module = importlib.import_module(f"bench.{name}")
     assert callable(getattr(module, "main", None)), f"bench/{name}.py has no main()"
-    sys.modules.pop(f"bench.{name}", None)

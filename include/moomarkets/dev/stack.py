@@ -5,9 +5,12 @@
     python -m moomarkets.dev.stack status
     python -m moomarkets.dev.stack env     # print the environment (source it to use `airflow`/`moomarkets`)
 
-Everything lives under ``.local/`` in the project. Each Airflow component runs in its own process
-group so stopping kills its children too (LocalExecutor workers ignore SIGTERM once orphaned);
-the scheduler is stopped first, as its workers then exit on their own.
+Everything lives under ``.local/`` in the project (``MOOMARKETS_LOCAL_DIR``; ports from
+``MOOMARKETS_PG_PORT``, ``MOOMARKETS_API_PORT``, ``MOOMARKETS_FAKE_JQUANTS_PORT``; the DAG folder
+from ``MOOMARKETS_DAGS_FOLDER``). Each component runs in its own session and process group, in
+AIRFLOW_HOME. ``down`` ends running tasks first (Airflow forks their runners into process groups
+of their own, which stopping the scheduler's group would leave behind), then the components, the
+scheduler first, then PostgreSQL, then anything of the stack still alive (see ``processes.py``).
 """
 
 from __future__ import annotations
@@ -17,21 +20,24 @@ import json
 import os
 import secrets
 import shlex
-import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from moomarkets.dev import processes as procs
+
 ROOT = Path(__file__).resolve().parents[3]
-LOCAL = Path(os.environ.get("MOOMARKETS_LOCAL_DIR", ROOT / ".local"))
+LOCAL = Path(os.environ.get("MOOMARKETS_LOCAL_DIR", ROOT / ".local")).resolve()
+DAGS = Path(os.environ.get("MOOMARKETS_DAGS_FOLDER", ROOT / "dags")).resolve()
 PG_PORT = int(os.environ.get("MOOMARKETS_PG_PORT", "54329"))
 API_PORT = int(os.environ.get("MOOMARKETS_API_PORT", "8080"))
 FAKE_PORT = int(os.environ.get("MOOMARKETS_FAKE_JQUANTS_PORT", "8765"))
 EXAMPLE = ROOT / "include" / "moomarkets" / "examples" / "example.yaml"
 EXAMPLE_GROUP = "jp_daily_quotes"
-# stop order: scheduler first (its LocalExecutor workers exit with it), the rest after
+# stop order: the scheduler first (no new task starts), the rest after
 COMPONENTS = ["scheduler", "dag-processor", "triggerer", "api-server"]
 BIN = Path(sys.executable).parent
 
@@ -54,7 +60,7 @@ def _secrets() -> dict[str, str]:
 
 def stack_env() -> dict[str, str]:
     s = _secrets()
-    home = LOCAL / "airflow"
+    home = procs.workdir(LOCAL)  # AIRFLOW_HOME, also the components' working directory
     pw_file = home / "passwords.json"
     home.mkdir(parents=True, exist_ok=True)
     if not pw_file.exists():
@@ -62,7 +68,7 @@ def stack_env() -> dict[str, str]:
         pw_file.chmod(0o600)
     env = {
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -100,60 +106,8 @@ def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=_env(), check=True, text=True, **kw)
 
 
-def _pidfile(name: str) -> Path:
-    return LOCAL / "pids" / f"{name}.pid"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _start(name: str, cmd: list[str]) -> int:
-    pidfile = _pidfile(name)
-    if pidfile.exists() and _alive(int(pidfile.read_text())):
-        return int(pidfile.read_text())
-    (LOCAL / "logs").mkdir(parents=True, exist_ok=True)
-    pidfile.parent.mkdir(parents=True, exist_ok=True)
-    log = open(LOCAL / "logs" / f"{name}.log", "ab")
-    proc = subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
-    pidfile.write_text(str(proc.pid))
-    return proc.pid
-
-
-def _stop(name: str, grace: float = 15.0) -> None:
-    pidfile = _pidfile(name)
-    if not pidfile.exists():
-        return
-    pid = int(pidfile.read_text())
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pidfile.unlink(missing_ok=True)
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _group_alive(pid):
-        time.sleep(0.2)
-    if _group_alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    pidfile.unlink(missing_ok=True)
-    print(f"stopped {name}")
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+    return procs.start(LOCAL, name, cmd, env=_env())
 
 
 def _wait_http(url: str, timeout: float) -> None:
@@ -187,7 +141,7 @@ def _configure_connection(env: dict[str, str]) -> str:
             "description": "LOCAL FAKE J-Quants v2 server (synthetic data) - set JQUANTS_API_KEY for the real API",
         }
         mode = f"LOCAL FAKE J-Quants v2 server at http://127.0.0.1:{FAKE_PORT}/v2 (synthetic data; no key set)"
-    subprocess.run([str(BIN / "airflow"), "connections", "delete", "jquants_default"], env=env,
+    subprocess.run([str(BIN / "airflow"), "connections", "delete", "jquants_default"], env=env, check=False,
                    capture_output=True, text=True)
     _run([str(BIN / "airflow"), "connections", "add", "jquants_default", "--conn-json", json.dumps(conn)],
          capture_output=True)
@@ -219,7 +173,41 @@ class Api:
         return r.json()
 
 
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _example_run(api: Api, since: datetime) -> dict:
+    """The one run of the example group that this ``up`` follows (it must not run twice).
+
+    An unpaused group's DAG gets a scheduled run for its latest data interval from the scheduler
+    (catchup is off; enabled groups are even unpaused when first parsed). A manual run triggered
+    on top covers the same interval and did the work a second time. So: unpause, and while a
+    scheduled run is due, let the scheduler create it; follow a run created since ``up`` started.
+    Only when there is none (the latest interval already ran, e.g. a second ``make run``) trigger
+    a manual run; nothing is due then, so it is the only one.
+    """
+    path = f"/dags/{EXAMPLE_GROUP}"
+    deadline = time.monotonic() + 120  # the scheduler may hold a due run back (max_active_runs)
+    while time.monotonic() < deadline:
+        dag = api.get(path)
+        if dag["is_paused"]:
+            api.send("PATCH", path, {"is_paused": False})
+            continue
+        due = dag.get("next_dagrun_run_after")
+        if not due or _ts(due) > datetime.now(UTC):
+            break
+        time.sleep(2)
+    runs = api.get(f"{path}/dagRuns?order_by=-id&limit=20")["dag_runs"]
+    fresh = [r for r in runs if r.get("queued_at") and _ts(r["queued_at"]) >= since]
+    if fresh:
+        return fresh[-1]  # the first one created since `up` started
+    return api.send("POST", f"{path}/dagRuns", {"logical_date": datetime.now(UTC).isoformat(),
+                                                "note": "moomarkets devstack example"})
+
+
 def up(args: argparse.Namespace) -> int:
+    since = datetime.now(UTC)
     env = _env()
     pg = _pg()
     print(f"[1/6] embedded PostgreSQL on 127.0.0.1:{PG_PORT} ({pg.pgdata})")
@@ -239,7 +227,7 @@ def up(args: argparse.Namespace) -> int:
         _start(name, [str(BIN / "airflow"), *name.split()])
     _wait_http(f"http://localhost:{API_PORT}/api/v2/monitor/health", 180)
     api = Api()
-    print(f"[5/6] waiting for DAG {EXAMPLE_GROUP} to be parsed, then triggering it")
+    print(f"[5/6] waiting for DAG {EXAMPLE_GROUP} to be parsed, then for its run of the latest interval")
     deadline = time.monotonic() + 180
     while True:
         try:
@@ -249,13 +237,10 @@ def up(args: argparse.Namespace) -> int:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"DAG {EXAMPLE_GROUP} not parsed after 180 s; see {LOCAL / 'logs'}/dag-processor.log")
             time.sleep(2)
-    api.send("PATCH", f"/dags/{EXAMPLE_GROUP}", {"is_paused": False})
-    from datetime import datetime, timezone
-
-    run = api.send("POST", f"/dags/{EXAMPLE_GROUP}/dagRuns",
-                   {"logical_date": datetime.now(timezone.utc).isoformat(), "note": "moomarkets devstack example"})
+    run = _example_run(api, since)
     run_id = run["dag_run_id"]
-    print(f"      run {run_id}: data interval {run.get('data_interval_start')} .. {run.get('data_interval_end')}")
+    print(f"      {run['run_type']} run {run_id}: data interval "
+          f"{run.get('data_interval_start')} .. {run.get('data_interval_end')}")
     deadline = time.monotonic() + args.timeout
     state = run["state"]
     while state not in ("success", "failed"):
@@ -272,39 +257,50 @@ def up(args: argparse.Namespace) -> int:
 
 
 def _report(run_id: str) -> None:
-    import psycopg
-    from psycopg import sql
+    from moomarkets.warehouse import db, queries
 
-    from moomarkets.warehouse.datasets import DATASETS
-
-    with psycopg.connect(stack_env()["MOOMARKETS_DATABASE_URL"]) as conn:
+    with db.connect(stack_env()["MOOMARKETS_DATABASE_URL"]) as conn:
         print("\nrows loaded, per dataset (every group that has run so far):")
-        for name, ds in DATASETS.items():
-            n, sources = conn.execute(
-                sql.SQL("SELECT count(*), string_agg(DISTINCT source, ',') FROM {}").format(sql.Identifier(ds.table))
-            ).fetchone()
-            print(f"  {name:<18} {n:>8} rows   sources: {sources or '-'}")
-        row = conn.execute(
-            "SELECT status, units_total, units_failed, rows_loaded FROM runs WHERE run_id = %s", (run_id,)
-        ).fetchone()
-        if row:
-            print(f"  example run {EXAMPLE_GROUP}: status={row[0]} units={row[1]} failed={row[2]} rows={row[3]}")
+        for row in queries.dataset_totals(conn):
+            print(f"  {row['dataset']:<18} {row['rows']:>8} rows   sources: {','.join(row['sources']) or '-'}")
+        for r in queries.group_runs(conn, EXAMPLE_GROUP, limit=20, units_per_run=0):
+            if r["run_id"] == run_id:
+                print(f"  example run {EXAMPLE_GROUP}: status={r['status']} units={r['units_total']} "
+                      f"failed={r['units_failed']} rows={r['rows_loaded']}")
+
+
+def _end(pids: list[int], what: str, steps: tuple = procs.TERM) -> None:
+    if pids:
+        survivors = procs.terminate(pids, steps)
+        print(f"ended {len(pids) - len(survivors)} {what}: {' '.join(map(str, pids))}")
+        if survivors:
+            print(f"could not end: {' '.join(map(str, survivors))}", file=sys.stderr)
 
 
 def down(args: argparse.Namespace) -> int:
-    for name in COMPONENTS + ["fake-jquants"]:
-        _stop(name)
+    names = COMPONENTS + ["fake-jquants"]
+    groups = {pid for name in names if (pid := procs.running_pid(LOCAL, name))}
+    tree = procs.snapshot(sorted(groups))
+    # Running tasks first, the way Airflow ends them. Their runners sit in process groups of their
+    # own (what a task starts may be in its own session): stopping the scheduler's group would
+    # leave them behind, reparented to init, and the scheduler's workers would wait for them.
+    _end(procs.leftovers(LOCAL, known=tree, skip_groups=groups), "task process(es)", procs.TASK)
+    for name in procs.stop(LOCAL, names[:1]) + procs.stop(LOCAL, names[1:]):  # the scheduler first
+        print(f"stopped {name}")
+    _end(procs.leftovers(LOCAL, known=tree), "leftover process(es)")
     _pg().stop()
     print("stopped PostgreSQL")
+    _end(procs.leftovers(LOCAL, cwd_roots=(LOCAL,)), "leftover process(es)")  # e.g. PostgreSQL if pg_ctl failed
     return 0
 
 
 def status(args: argparse.Namespace) -> int:
     for name in COMPONENTS + ["fake-jquants"]:
-        pidfile = _pidfile(name)
-        state = "running" if pidfile.exists() and _alive(int(pidfile.read_text())) else "stopped"
-        print(f"{name:<14} {state}")
+        print(f"{name:<14} {'running' if procs.running_pid(LOCAL, name) else 'stopped'}")
     print(f"{'postgres':<14} {'running' if _pg().is_running() else 'stopped'}")
+    running = [pid for name in COMPONENTS + ["fake-jquants"] if (pid := procs.running_pid(LOCAL, name))]
+    pids = procs.leftovers(LOCAL, known=procs.snapshot(running))
+    print(f"{'processes':<14} {len(pids)} in all, besides PostgreSQL{' (make stop ends them)' if pids else ''}")
     return 0
 
 
