@@ -88,6 +88,13 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: first line`` of an error, short enough for one line of output."""
+    text = first_line(exc)[:200]
+    name = type(exc).__name__
+    return name if text == name else f"{name}: {text}"
+
+
 def scrub(text: str, *secrets: str | None) -> str:
     """``text`` with every given secret replaced by ``***`` (before it is stored, logged or shown)."""
     for secret in secrets:

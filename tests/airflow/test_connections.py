@@ -21,6 +21,7 @@ from moomarkets.pipeline.credentials import CheckOutcome
         ({"host": "http://127.0.0.1/v2", "port": 8765}, "http://127.0.0.1:8765/v2"),
         ({"host": "proxy.example", "port": 8443}, "https://proxy.example:8443"),
         ({"host": "http://127.0.0.1:8765/v2", "port": 8765}, "http://127.0.0.1:8765/v2"),
+        ({"host": "https://user:pw@proxy.example/v2"}, "https://proxy.example/v2"),
     ],
 )
 def test_host_schema_and_port_make_the_base_url(fields, host):

@@ -88,14 +88,6 @@ def test_bad_sources(changes, needle):
     assert needle in str(err.value)
 
 
-def test_plan_preset_sets_rate_limit():
-    from moomarkets.sources.jquants.source import JQuantsSource
-
-    assert JQuantsSource.rate_limit({"plan": "light"}) == ["60/minute"]
-    assert JQuantsSource.rate_limit({"plan": "light", "rate_limit": "30/minute"}) == ["30/minute"]
-    assert JQuantsSource.rate_limit({}) == ["5/minute"]  # Free plan unless told otherwise
-
-
 def test_next_runs_follow_timezone():
     after = datetime(2026, 11, 20, 12, 0, tzinfo=ZoneInfo("UTC"))  # a Friday, 21:00 in Tokyo
     runs = next_runs(validate_cron("0 19 * * 1-5"), "Asia/Tokyo", after=after)

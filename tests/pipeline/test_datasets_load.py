@@ -1,6 +1,6 @@
 """Every J-Quants dataset end to end, without Airflow: plan and fetch through ``JQuantsSource``
 against the in-process fake v2 server (real HTTP, small pages), load with ``loads.upsert_rows``
-into the real PostgreSQL, twice. The expected rows come from ``fakedata`` (what the fake serves),
+into the real PostgreSQL, twice. The expected rows come from ``moomarkets.testing.jquants_data`` (what the fake serves),
 not from the source under test. Also: business days come from the ``trading_calendar`` table."""
 
 from __future__ import annotations
@@ -220,24 +220,3 @@ def test_runner_plans_business_days_from_the_calendar_table(warehouse_url, fake)
     with psycopg.connect(warehouse_url) as conn, conn.transaction():
         conn.execute("DELETE FROM trading_calendar WHERE date = '2026-11-17'")
     assert planned(week1, "r3") == [f"2026-11-{d}" for d in range(16, 21)]
-
-
-# -- migration 0003: the table comment explains HolDiv ---------------------------------------------
-def test_trading_calendar_table_comment_and_downgrade(warehouse_url):
-    from alembic import command
-
-    from moomarkets.warehouse import migrate
-
-    def comment() -> str | None:
-        with psycopg.connect(warehouse_url) as conn:
-            return conn.execute("SELECT obj_description('trading_calendar'::regclass, 'pg_class')").fetchone()[0]
-
-    text = comment()
-    assert text and "HolDiv" in text
-    for meaning in ("0 = non-business day", "1 = business day", "2 = half-day", "3 = holiday with derivatives"):
-        assert meaning in text
-    cfg = migrate.alembic_config(warehouse_url)
-    command.downgrade(cfg, "0002")
-    assert comment() is None and migrate.current(warehouse_url) == "0002"
-    command.upgrade(cfg, "head")
-    assert comment() == text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from moomarkets.testing.yahoo_replay import NOT_FOUND_CHART, YahooReplay, running_replay, window_chart
+from moomarkets.testing.yahoo_replay import recorded_chart, NOT_FOUND_CHART, YahooReplay, running_replay, window_chart
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "yahoo"
 UTC = timezone.utc
@@ -16,11 +16,7 @@ CHART = "/v8/finance/chart/"
 
 
 def chart_of(fixture: str, symbol: str) -> dict:
-    doc = json.loads((FIXTURES / f"{fixture}.json").read_text())
-    for it in doc["interactions"]:
-        if it["request"]["url"].endswith("/" + symbol):
-            return it["response"]["json"]["chart"]["result"][0]
-    raise KeyError(symbol)
+    return recorded_chart(FIXTURES / f"{fixture}.json", symbol)
 
 
 def test_fixtures_say_what_format_they_follow():

@@ -82,7 +82,7 @@ def test_coverage_shows_gaps_against_the_calendar(client, warehouse_url):
 
 
 def test_run_progress_units_errors_and_pool_usage_show_real_data(client, warehouse_url):
-    """A run recorded with the runner's own storage functions (3 units: one loaded, one failed, one
+    """A run recorded with the pipeline's own run-record functions (warehouse.runs; 3 units: one loaded, one failed, one
     still running), then finished: the list, the detail page, the JSON and the source's last error
     show it; the source's pool shows its slots and a running task."""
     from sqlalchemy import select
@@ -94,7 +94,7 @@ def test_run_progress_units_errors_and_pool_usage_show_real_data(client, warehou
 
     from moomarkets.airflow import ops as airflow_ops
     from moomarkets.errors import AirflowOpError
-    from moomarkets.warehouse import runs as storage
+    from moomarkets.warehouse import runs as run_records
     from moomarkets.warehouse import config_store as store
     from moomarkets.warehouse.db import connect
     from moomarkets.airflow.pools import pool_name, sync_pools
@@ -107,7 +107,7 @@ def test_run_progress_units_errors_and_pool_usage_show_real_data(client, warehou
     run_id = "scheduled__2026-03-04T10:00:00+00:00"
     with connect(warehouse_url) as conn:
         with conn.transaction():
-            run_pk = storage.start_run(
+            run_pk = run_records.start_run(
                 conn, group_name="ui_api_quotes", dag_id="ui_api_quotes", run_id=run_id,
                 interval_start=datetime(2026, 3, 3, 10, tzinfo=timezone.utc),
                 interval_end=datetime(2026, 3, 4, 10, tzinfo=timezone.utc),
@@ -115,13 +115,13 @@ def test_run_progress_units_errors_and_pool_usage_show_real_data(client, warehou
             )
         for u in units:
             with conn.transaction():
-                storage.mark_unit_running(conn, run_pk, u)
+                run_records.mark_unit_running(conn, run_pk, u)
         with conn.transaction():
-            storage.mark_unit_done(conn, run_pk, ok, rows=1234, requests=3)
-            storage.refresh_run_progress(conn, run_pk)
+            run_records.mark_unit_done(conn, run_pk, ok, rows=1234, requests=3)
+            run_records.refresh_run_progress(conn, run_pk)
         with conn.transaction():
-            storage.mark_unit_done(conn, run_pk, bad, rows=0, requests=2, error=error)
-            storage.refresh_run_progress(conn, run_pk)
+            run_records.mark_unit_done(conn, run_pk, bad, rows=0, requests=2, error=error)
+            run_records.refresh_run_progress(conn, run_pk)
         # no helper sets times; move them back so durations are known (10 min run, 95 s, 1 h 2 min 5 s, ~2 min)
         conn.execute("UPDATE runs SET started_at = now() - interval '10 minutes' WHERE id = %s", (run_pk,))
         for key, seconds in ((ok, 95), (bad, 3725)):
@@ -186,8 +186,8 @@ def test_run_progress_units_errors_and_pool_usage_show_real_data(client, warehou
 
     # -- the last unit loads and the run closes: partial, 2/3, the run's error is now the last error
     with connect(warehouse_url) as conn, conn.transaction():
-        storage.mark_unit_done(conn, run_pk, busy, rows=10, requests=1)
-        summary = storage.finish_run(conn, run_pk)
+        run_records.mark_unit_done(conn, run_pk, busy, rows=10, requests=1)
+        summary = run_records.finish_run(conn, run_pk)
     assert summary["status"] == "partial"
     g = {x["name"]: x for x in client.get(f"{PREFIX}/api/groups", headers=h).json()}["ui_api_quotes"]
     assert (g["last_run_status"], g["units_done"], g["units_failed"], g["rows_loaded"]) == ("partial", 2, 1, 1244)

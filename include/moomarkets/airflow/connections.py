@@ -35,14 +35,15 @@ def credentials_from_connection(conn: Any) -> Credentials:
     host = getattr(conn, "host", None) or None
     schema = getattr(conn, "schema", None)
     port = getattr(conn, "port", None)
-    if host and schema and "://" not in host:
-        host = f"{schema}://{host}"
-    if host and port and f":{port}" not in host:
+    if host:
         scheme, sep, rest = host.partition("://")
-        if not sep:
-            scheme, rest = "https", host
+        if not sep:  # no scheme in the host: the schema field, else HTTPS
+            scheme, rest = schema or "https", host
         hostpart, slash, path = rest.partition("/")
-        host = f"{scheme}://{hostpart}:{port}{slash}{path}"
+        hostpart = hostpart.rpartition("@")[2]  # never carry user:password@ into URLs and messages
+        if port and ":" not in hostpart:
+            hostpart = f"{hostpart}:{port}"
+        host = f"{scheme}://{hostpart}{slash}{path}"
     extra = getattr(conn, "extra_dejson", None) or {}
     return Credentials(secret=password, host=host, extra=dict(extra))
 

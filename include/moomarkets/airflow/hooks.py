@@ -13,6 +13,8 @@ from airflow.sdk import BaseHook
 
 from moomarkets.airflow.connections import credentials_from_connection, describe_check
 from moomarkets.sources.base import Credentials
+from moomarkets.sources.jquants import JQuantsSource
+from moomarkets.sources.yfinance import YFinanceSource
 
 
 class _SourceHook(BaseHook):
@@ -66,7 +68,7 @@ class JQuantsHook(_SourceHook):
     """J-Quants API v2: the API key is the connection's password; host optionally replaces the base URL."""
 
     conn_name_attr = "jquants_conn_id"
-    default_conn_name = "jquants_default"
+    default_conn_name = JQuantsSource.default_conn_id
     conn_type = "jquants"
     hook_name = "J-Quants API v2"
     source_kind = "jquants"
@@ -79,7 +81,7 @@ class YahooFinanceHook(_SourceHook):
     """Yahoo Finance has no key; the connection only carries an optional base URL."""
 
     conn_name_attr = "yfinance_conn_id"
-    default_conn_name = "yfinance_default"
+    default_conn_name = YFinanceSource.default_conn_id
     conn_type = "yfinance"
     hook_name = "Yahoo Finance (yfinance)"
     source_kind = "yfinance"

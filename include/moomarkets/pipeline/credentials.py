@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from typing import Any, NamedTuple
 
-from moomarkets.errors import AuthError, PlanNotCoveredError, RateLimitTimeout
+from moomarkets.errors import AuthError, PlanNotCoveredError, RateLimitTimeout, scrub
 from moomarkets.sources.base import Credentials
 from moomarkets.sources.registry import get_source_class
 
@@ -29,10 +29,8 @@ def check_source_credentials(
 ) -> CheckOutcome:
     """One cheap request through ``validate_credentials``; with ``db_url`` it first takes a token
     from the source ``code``'s shared limit (without, e.g. for a connection no source uses, none)."""
-    secret = creds.secret
-
     def clean(text: str) -> str:
-        return text.replace(secret, "***") if secret else text
+        return scrub(text, creds.secret)
 
     cls = get_source_class(kind)
     with ExitStack() as stack:

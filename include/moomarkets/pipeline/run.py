@@ -1,7 +1,7 @@
 """What each task of a group's DAG does, as plain functions over a :class:`GroupPipeline`.
 
 The Airflow layer (``moomarkets.airflow.factory``) wraps these in ``@task``s; tests call them
-directly. Every statement on run records lives in ``moomarkets.warehouse.runs``.
+directly. Every write to run records lives in ``moomarkets.warehouse.runs``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from moomarkets.airflow import ops, pools
 from moomarkets.config.models import DataSource
-from moomarkets.errors import first_line
+from moomarkets.errors import describe
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,6 @@ class Outcome(Generic[T]):
         return self
 
 
-def describe_failure(exc: BaseException) -> str:
-    """``Type: first line`` of an error, short enough for one line of output."""
-    text = first_line(exc)[:200]
-    name = type(exc).__name__
-    return name if text == name else f"{name}: {text}"
-
-
 def sync_pools(sources: list[DataSource]) -> Outcome[None]:
     """Create or resize the sources' Airflow pools."""
     out: Outcome[None] = Outcome()
@@ -66,7 +59,7 @@ def sync_pools(sources: list[DataSource]) -> Outcome[None]:
     except Exception as exc:  # noqa: BLE001 - Airflow's metadata DB unreachable or not migrated
         log.warning("Airflow pools of %s not synced: %s", ", ".join(s.code for s in sources), exc)
         out.warnings.append(
-            f"Airflow pools not synced ({describe_failure(exc)}); run `moomarkets pools sync` where Airflow's"
+            f"Airflow pools not synced ({describe(exc)}); run `moomarkets pools sync` where Airflow's"
             " metadata DB is reachable."
         )
     return out
@@ -83,7 +76,7 @@ def set_paused(dag_id: str, paused: bool) -> Outcome[None]:
             "its runs are skipped while the group is disabled anyway" if paused else "unpause it in Airflow"
         )
         out.warnings.append(
-            f"Could not {'pause' if paused else 'unpause'} DAG {dag_id} in Airflow ({describe_failure(exc)});"
+            f"Could not {'pause' if paused else 'unpause'} DAG {dag_id} in Airflow ({describe(exc)});"
             f" {consequence}."
         )
         return out

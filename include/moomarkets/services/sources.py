@@ -9,7 +9,7 @@ import psycopg
 
 from moomarkets.airflow import pools
 from moomarkets.config.models import DataSource
-from moomarkets.errors import AirflowOpError, ConfigError
+from moomarkets.errors import AirflowOpError, ConfigError, describe
 from moomarkets.services import effects
 from moomarkets.services.db import committed
 from moomarkets.services.effects import Outcome
@@ -90,7 +90,7 @@ def sync_all_pools(conn: psycopg.Connection) -> list[tuple[str, int, str]]:
     try:
         return pools.sync_pools(sources)
     except Exception as exc:  # noqa: BLE001 - Airflow's metadata DB unreachable or not migrated
-        raise AirflowOpError(f"could not sync pools in Airflow ({effects.describe_failure(exc)})") from None
+        raise AirflowOpError(f"could not sync pools in Airflow ({describe(exc)})") from None
 
 
 def check_pools(conn: psycopg.Connection) -> tuple[list[str], int]:

@@ -19,6 +19,11 @@ class Credentials:
     host: str | None = None  # overrides the source's base URL when set (e.g. a local fake)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # One rule for a host without a scheme, wherever the credentials come from: HTTPS.
+        if self.host and "://" not in self.host:
+            object.__setattr__(self, "host", f"https://{self.host}")
+
     def __repr__(self) -> str:
         return f"Credentials(secret={'***' if self.secret else None}, host={self.host!r})"
 

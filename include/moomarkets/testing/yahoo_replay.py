@@ -160,6 +160,15 @@ class YahooReplay:
             return Reply(404, b"Not Found", "text/plain")
 
 
+def recorded_chart(fixture: str | Path, symbol: str) -> dict[str, Any]:
+    """The recorded chart ``result`` of ``symbol`` in a fixture file (what the replay serves for it)."""
+    doc = json.loads(Path(fixture).read_text())
+    for it in doc["interactions"]:
+        if it["request"]["url"].endswith("/" + symbol):
+            return it["response"]["json"]["chart"]["result"][0]
+    raise KeyError(f"{symbol} is not recorded in {fixture}")
+
+
 def _render(it: Interaction, path: str, params: dict[str, str]) -> Reply:
     resp = it.response
     status = int(resp.get("status_code", 200))

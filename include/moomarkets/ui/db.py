@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from moomarkets.errors import first_line
+from moomarkets.errors import ConfigStoreUnavailable, first_line
 from moomarkets.warehouse.db import connect
 
 T = TypeVar("T")
 
 
-class WarehouseUnavailable(Exception):
+class WarehouseUnavailable(ConfigStoreUnavailable):
     """The warehouse could not be reached; ``detail`` is the driver's first line."""
 
     def __init__(self, detail: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from moomarkets import settings
 from moomarkets.config.models import GroupSpec
-from moomarkets.errors import ConfigStoreUnavailable, first_line
+from moomarkets.errors import ConfigStoreUnavailable, describe
 
 log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
@@ -80,7 +80,7 @@ def load_specs(
     try:
         specs = read_database(url, timeout, only=only)
     except Exception as exc:  # any DB trouble: fall back, never take the DAGs down
-        reason = f"{type(exc).__name__}: {first_line(exc)}"
+        reason = describe(exc)
         try:
             specs = read_snapshot(snapshot)
         except (OSError, ValueError, KeyError, TypeError) as snap_exc:

@@ -1,4 +1,4 @@
-"""Run records and group status in the warehouse: every statement on ``runs`` and ``run_units``.
+"""Run records in the warehouse: every write to ``runs`` and ``run_units``.
 
 A run row is opened by the plan task with one pending row per unit, each unit marks itself
 running and done (rows, requests, error, timings), and the record task closes the run with a
@@ -55,10 +55,9 @@ def start_run(
 
 
 def find_run(conn: psycopg.Connection, dag_id: str, run_id: str) -> int | None:
-    row = conn.execute("SELECT id FROM runs WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)).fetchone()
-    if row is None:
-        return None
-    return row["id"] if isinstance(row, dict) else row[0]
+    """The run record's primary key, or None when the plan task never opened it."""
+    found = run_status(conn, dag_id, run_id)
+    return None if found is None else found[0]
 
 
 def mark_unit_running(conn: psycopg.Connection, run_pk: int, unit: dict[str, Any]) -> None:

@@ -14,10 +14,12 @@ from moomarkets.sources.jquants.settings import DEFAULT_BASE_URL, PATHS, PLAN_RA
 from moomarkets.sources.registry import get_source_class
 
 
-def test_plan_rates_are_the_published_requests_per_minute():
-    assert PLAN_RATES == {"free": "5/minute", "light": "60/minute", "standard": "120/minute", "premium": "500/minute"}
-    for spec in PLAN_RATES.values():
-        parse_rates(spec)
+def test_every_plan_rate_is_one_per_minute_window_growing_with_the_tier():
+    """A preset the limiter cannot parse, or a tier typed out of order, would fail here."""
+    windows = [parse_rates(PLAN_RATES[plan]) for plan in ("free", "light", "standard", "premium")]
+    assert all(len(w) == 1 and w[0].interval == 60_000 for w in windows)
+    limits = [w[0].limit for w in windows]
+    assert limits == sorted(limits) and len(set(limits)) == 4
 
 
 def test_the_plan_sets_the_rate_unless_rate_limit_is_given():

@@ -22,7 +22,7 @@ from moomarkets.sources.registry import get_source_class
 from moomarkets.sources.yfinance import YFinanceSource
 from moomarkets.sources.yfinance import source as yfsource
 from moomarkets.sources.yfinance.markets import SUFFIX_MARKETS, US, Market, dates_for, expected_sessions, market_of
-from moomarkets.testing.yahoo_replay import isolated_yfinance, running_replay
+from moomarkets.testing.yahoo_replay import recorded_chart, isolated_yfinance, running_replay
 
 # yfinance is imported at collection, not first inside a test: on import it puts a "default" filter
 # for its DeprecationWarnings in front of pytest's, and yfinance 1.7 calls pandas APIs pandas 3 deprecates.
@@ -90,11 +90,7 @@ def fetch(src: YFinanceSource, dataset: str, tickers: list[str], interval: Inter
 
 
 def chart_of(fixture: str, symbol: str) -> dict:
-    doc = json.loads((FIXTURES / f"{fixture}.json").read_text())
-    for it in doc["interactions"]:
-        if it["request"]["url"].endswith("/" + symbol):
-            return it["response"]["json"]["chart"]["result"][0]
-    raise KeyError(symbol)
+    return recorded_chart(FIXTURES / f"{fixture}.json", symbol)
 
 
 def by(rows, code: str) -> dict[str, dict]:

@@ -174,8 +174,6 @@ class JQuantsSource(Source):
     # -- running ----------------------------------------------------------------------------
     def _client(self) -> JQuantsClient:
         base = (self.credentials.host or DEFAULT_BASE_URL).rstrip("/")
-        if "://" not in base:
-            base = "https://" + base
         if not base.endswith(API_PREFIX):
             base += API_PREFIX
         return JQuantsClient(

@@ -185,7 +185,7 @@ def rebase_url(url: str, base_url: str | None) -> str:
     host = (parts.hostname or "").lower()
     if host != "yahoo.com" and not host.endswith(".yahoo.com"):
         return url
-    base = urlsplit(base_url if "://" in base_url else f"http://{base_url}")
+    base = urlsplit(base_url)  # Credentials gives every host a scheme
     return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, parts.fragment))
 
 
