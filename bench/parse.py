@@ -159,12 +159,14 @@ def dagfactory_config(url: str, callables_module: str = CALLABLES_MODULE) -> dic
     for spec in read_database(url, timeout=10):
         pipe = GroupPipeline.resolve(spec)
         group, source = pipe.group, pipe.source_row
+        market_tz, market_close = pipe.source_class.trading_day_close(group.dataset, group.parameters)
         config[group.name] = {
             "description": (group.description or f"{source.code} {group.dataset}")[:200],
             "schedule": {
-                "__type__": "airflow.sdk.CronDataIntervalTimetable",
-                "expression": group.schedule,
-                "timezone": group.timezone,
+                "__type__": "moomarkets.airflow.timetables.TradingDayTimetable",
+                "__args__": [group.schedule, group.timezone],
+                "market_timezone": market_tz,
+                "market_close": {"__type__": "datetime.time", "__args__": [market_close.hour, market_close.minute]},
             },
             "start_date": f"{START_DATE_YEAR}-01-01",
             "timezone": group.timezone,
@@ -187,12 +189,28 @@ def dagfactory_config(url: str, callables_module: str = CALLABLES_MODULE) -> dic
                     "expand": {"unit": "+plan_units"},
                     "dependencies": ["plan_units"],
                 },
+                "restate_history": {
+                    "decorator": "airflow.sdk.task",
+                    "python_callable": fn.format("restate_history"),
+                    "pool": pool_name(source.code),
+                    "trigger_rule": "all_done",
+                    "execution_timeout": _td(hours=1),
+                    "dependencies": ["fetch_and_load"],
+                },
+                "check_loaded": {
+                    "decorator": "airflow.sdk.task",
+                    "python_callable": fn.format("check_loaded"),
+                    "trigger_rule": "all_done",
+                    "retries": 2,
+                    "execution_timeout": _td(minutes=30),
+                    "dependencies": ["restate_history"],
+                },
                 "record_run": {
                     "decorator": "airflow.sdk.task",
                     "python_callable": fn.format("record_run"),
                     "trigger_rule": "all_done",
                     "retries": 2,
-                    "dependencies": ["fetch_and_load"],
+                    "dependencies": ["check_loaded"],
                 },
             },
         }
@@ -211,6 +229,16 @@ def fetch_and_load(unit, **context):
     """Fetch one unit and upsert it in one transaction."""
     context["unit_key"] = unit["key"]
     return {"key": unit["key"], "rows": 0}
+
+
+def restate_history(**context):
+    """Restate the history of codes with a corporate action in this run."""
+    return {"restated": 0}
+
+
+def check_loaded(**context):
+    """Run the data checks on the rows this run loaded."""
+    return {"errors": []}
 
 
 def record_run(**context):
@@ -254,8 +282,8 @@ def parse(dag_file: Path):
 def check_bag(bag, n: int, label: str) -> None:
     assert not bag.import_errors, f"{label}: import errors: {bag.import_errors}"
     assert len(bag.dags) == n, f"{label}: {len(bag.dags)} DAGs, expected {n}"
-    bad = {d: len(dag.tasks) for d, dag in bag.dags.items() if len(dag.tasks) != 3}
-    assert not bad, f"{label}: DAGs without exactly 3 tasks: {dict(list(bad.items())[:5])}"
+    bad = {d: len(dag.tasks) for d, dag in bag.dags.items() if len(dag.tasks) != 5}
+    assert not bad, f"{label}: DAGs without exactly 5 tasks: {dict(list(bad.items())[:5])}"
 
 
 def dag_signature(dag) -> dict[str, Any]:
@@ -284,7 +312,7 @@ def dag_signature(dag) -> dict[str, Any]:
     return {
         "dag_id": dag.dag_id,
         "description": dag.description,
-        "timetable": (type(tt).__name__, tt.expression, str(getattr(tt.timezone, "name", tt.timezone))),
+        "timetable": (type(tt).__name__, tt.serialize()),
         "start_date": dag.start_date.timestamp() if dag.start_date else None,
         "catchup": dag.catchup,
         "max_active_runs": dag.max_active_runs,

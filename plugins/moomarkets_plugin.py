@@ -1,7 +1,8 @@
 """MooMarkets management pages in Airflow's UI (thin: the app lives in ``moomarkets.ui``).
 
 ``fastapi_apps`` mounts the app at /moomarkets in the api-server; ``external_views`` puts it in
-Airflow's navigation (shown in an iframe at /plugin/moomarkets). The app checks Airflow's login
+Airflow's navigation (shown in an iframe at /plugin/moomarkets); ``timetables`` registers the job
+groups' timetable. The app checks Airflow's login
 itself on every route: a mounted app is not behind Airflow's auth by default.
 """
 
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 
+from moomarkets.airflow.timetables import TradingDayTimetable
 from moomarkets.ui import URL_PREFIX, create_app
 
 ICON = (
@@ -24,6 +26,7 @@ _BASE_PATH = urlsplit(conf.get("api", "base_url", fallback="") or "/").path.rstr
 
 class MooMarketsPlugin(AirflowPlugin):
     name = "moomarkets"
+    timetables = [TradingDayTimetable]  # the scheduler and API server deserialize group DAGs with it
     fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "MooMarkets management"}]
     external_views = [
         {

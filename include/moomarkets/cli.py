@@ -127,6 +127,24 @@ def cmd_sources(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _latest_checks(conn: psycopg.Connection, group_name: str) -> dict[str, Any] | None:
+    """The check results of the group's most recently checked run (None when never checked)."""
+    from moomarkets.warehouse import checks
+
+    results = checks.latest_results(conn, group_name)
+    if not results:
+        return None
+    return {
+        "run_id": results[0]["run_id"],
+        "checked_at": max(r["checked_at"] for r in results),
+        "results": [
+            {"check": r["check_name"], "severity": r["severity"], "passed": r["passed"], "failed": r["failed"],
+             "checked": r["checked"], "message": r["message"], "sample": r["sample"][:5]}
+            for r in results
+        ],
+    }
+
+
 def cmd_groups(args: argparse.Namespace) -> int:
     from moomarkets.services import groups
     from moomarkets.warehouse import config_store as store
@@ -146,7 +164,16 @@ def cmd_groups(args: argparse.Namespace) -> int:
                 )
             print(_table(rows, ["name", "source", "dataset", "schedule", "timezone", "enabled", "last_run", "progress", "rows"]))
         elif args.action == "show":
-            print(json.dumps(store.get_group(conn, args.name).to_dict(), indent=2, ensure_ascii=False))
+            from moomarkets.services import restate
+
+            shown = store.get_group(conn, args.name).to_dict()
+            shown["recent_restatements"] = [  # corporate actions seen and the history re-fetches they caused
+                {k: r[k] for k in ("code", "event_date", "action", "factor", "status", "rows_changed", "requests",
+                                   "run_id", "error", "detected_at")}
+                for r in restate.recent_for_group(conn, args.name)
+            ]
+            shown["latest_checks"] = _latest_checks(conn, args.name)  # data checks of the last checked run
+            print(json.dumps(shown, indent=2, ensure_ascii=False, default=str))
         elif args.action == "validate":
             return _validate_groups(conn, args.names)
         elif args.action == "add":
@@ -238,6 +265,123 @@ def cmd_pools(args: argparse.Namespace) -> int:
     return EXIT_ERROR if problems else EXIT_OK
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Backfill the trading days FROM..TO of a group: the same runs as ``airflow backfill create``."""
+    import getpass
+
+    from moomarkets.services import runs
+
+    request = runs.backfill_request(args.from_date, args.to_date, args.reprocess_behavior, args.max_active_runs)
+    with _connect(args) as conn:
+        out = runs.backfill(conn, args.name, request, user_name=getpass.getuser(), dry_run=args.dry_run)
+    plan = out.value
+    verb = "would create" if args.dry_run else f"created backfill {plan.backfill_id}:"
+    _report(f"{verb} {len(plan.intervals)} run(s) of {args.name} for trading days {request.from_date}..{request.to_date}",
+            out)
+    for start, end in plan.intervals:
+        print(f"  data interval {start.isoformat()} .. {end.isoformat()}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Queue a manual run of a group for its latest complete interval."""
+    import getpass
+
+    from moomarkets.services import runs
+
+    with _connect(args) as conn:
+        out = runs.trigger(conn, args.name, user_name=getpass.getuser(), via="cli")
+    _report(f"queued run {out.value} of {args.name}", out)
+    return EXIT_OK
+
+
+def _verify_text(report: Any, limit: int = 20) -> None:
+    """A verify report for people: per unit with differences, its keys and columns; then totals."""
+    s = report.summary()
+    print(f"verify {s['group']} ({s['source']} {s['dataset']}) {s['from']}..{s['to']}: {s['verified_units']} of "
+          f"{s['planned_units']} planned unit(s), {s['requests']} request(s), {s['source_rows']} source row(s)")
+    if s["sample"] is not None:
+        print(f"sample: {s['sample']} unit(s) with seed {s['seed']} (repeat with --sample {s['sample']} --seed {s['seed']})")
+
+    def key(k: dict[str, Any]) -> str:
+        return " ".join(str(v) for c, v in k.items() if c != "source")
+
+    for u in report.units:
+        if u.error:
+            print(f"{u.key}: FAILED {u.error}")
+            continue
+        for kind in ("missing", "extra", "mismatched", "stale_adjusted"):
+            items, n = getattr(u, kind), u.counts[kind]
+            for item in items[:limit]:
+                if kind in ("missing", "extra"):
+                    print(f"{u.key}: {kind} {key(item)}")
+                else:
+                    cols = ", ".join(f"{c} (warehouse {w}, source {v})" for c, (w, v) in item["columns"].items())
+                    print(f"{u.key}: {kind.replace('_', ' ')} {key(item['key'])}: {cols}")
+            if n > min(limit, len(items)):
+                print(f"{u.key}: ... {n - min(limit, len(items))} more {kind.replace('_', ' ')}")
+    print(f"missing {s['missing']}, extra {s['extra']}, mismatched {s['mismatched']}, "
+          f"stale adjusted {s['stale_adjusted']}, failed units {s['failed_units']}")
+    if s["repair"]:
+        print(f"repair: {s['repaired']} row(s) upserted, {s['deleted']} deleted (verification {s['verification_id']})")
+    if report.status == "equal":
+        print("EQUAL: the warehouse matches the source")
+    elif report.status == "repaired":
+        print("REPAIRED: the warehouse now matches the source")
+    elif report.status == "failed":
+        print("NOT VERIFIED: some units could not be fetched (see FAILED above)")
+    else:
+        left = [u for u in report.units if u.remaining and any(u.remaining.values())] if s["repair"] else []
+        extra_left = sum(u.remaining["extra"] for u in left)
+        hint = ("extra rows are kept: add --delete-extra to delete them" if s["repair"] and extra_left
+                else "repair with --repair")
+        print(f"DIFFERENT: {hint}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Re-read FROM..TO (or a sample) from the source and compare with the warehouse; exit 0 only when equal."""
+    import contextlib
+    import logging
+
+    from moomarkets.services import verify
+
+    # progress logs (Airflow's logging, set up when the Connection is read, writes to stdout) go to
+    # stderr, so stdout holds the report alone (--json: one JSON document)
+    swapped = [h for h in logging.getLogger().handlers
+               if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stdout]
+    try:
+        for h in swapped:
+            h.setStream(sys.stderr)
+        with contextlib.redirect_stdout(sys.stderr):
+            report = verify.verify(args.database_url, args.name, args.from_date, args.to_date, sample=args.sample,
+                                   seed=args.seed, repair=args.repair, delete_extra=args.delete_extra)
+    finally:
+        for h in swapped:
+            h.setStream(sys.stdout)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=str))
+    else:
+        _verify_text(report)
+    return EXIT_OK if report.ok else EXIT_ERROR
+
+
+def cmd_restate(args: argparse.Namespace) -> int:
+    """One line per code (rows changed, requests); exit 1 when a code failed or had nothing stored."""
+    from moomarkets.services import restate
+
+    summary = restate.restate_codes(args.database_url, args.source, args.codes, dataset=args.dataset,
+                                    date_from=args.from_date, date_to=args.to_date)
+    for r in summary["results"]:
+        if r["status"] == "done":
+            print(f"restated {args.source} {r['code']} {r['span'][0]}..{r['span'][1]}: {r['rows_changed']} row(s)"
+                  f" changed, {r['requests']} request(s)")
+        else:
+            print(f"error: {args.source} {r['code']}: {r['error']}", file=sys.stderr)
+    for code in summary["missing"]:
+        print(f"error: {args.source} {code}: no stored {args.dataset} rows to restate", file=sys.stderr)
+    return EXIT_ERROR if summary["failed"] or summary["missing"] else EXIT_OK
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors are one ``error:`` line (like every other error of this CLI), exit code 2.
     Subcommand parsers inherit the class (argparse creates them with the parent's type)."""
@@ -296,6 +440,33 @@ def build_parser() -> argparse.ArgumentParser:
     pp = sub.add_parser("pools", help="Airflow pools, one per data source").add_subparsers(dest="action", required=True)
     pp.add_parser("sync").set_defaults(func=cmd_pools)
     pp.add_parser("check").set_defaults(func=cmd_pools)
+    x = sub.add_parser("verify", help="compare a group's date range with its source; exit 0 only when equal")
+    x.add_argument("name"); x.add_argument("--from", dest="from_date", required=True, help="first trading day, YYYY-MM-DD")
+    x.add_argument("--to", dest="to_date", required=True, help="last trading day, YYYY-MM-DD (inclusive)")
+    x.add_argument("--sample", type=int, help="verify N random planned units (days or codes) only")
+    x.add_argument("--seed", type=int, help="the sample's random seed (printed; default: a new one)")
+    x.add_argument("--json", action="store_true", help="print one JSON document")
+    x.add_argument("--repair", action="store_true", help="upsert the missing and mismatched rows from the source")
+    x.add_argument("--delete-extra", action="store_true", help="with --repair: also delete the extra rows")
+    x.set_defaults(func=cmd_verify)
+
+    from moomarkets.services.runs import MAX_ACTIVE_RUNS, REPROCESS_BEHAVIORS
+
+    x = sub.add_parser("backfill", help="load the trading days FROM..TO of a group (Airflow backfill)")
+    x.add_argument("name"); x.add_argument("--from", dest="from_date", required=True, help="first trading day, YYYY-MM-DD")
+    x.add_argument("--to", dest="to_date", required=True, help="last trading day, YYYY-MM-DD (inclusive)")
+    x.add_argument("--reprocess-behavior", default="none", choices=list(REPROCESS_BEHAVIORS))
+    x.add_argument("--max-active-runs", type=int, default=1, help=f"1..{MAX_ACTIVE_RUNS}")
+    x.add_argument("--dry-run", action="store_true", help="only list the runs it would create")
+    x.set_defaults(func=cmd_backfill)
+    x = sub.add_parser("run", help="queue a manual run of a group's DAG (latest complete interval)")
+    x.add_argument("name"); x.set_defaults(func=cmd_run)
+    x = sub.add_parser("restate", help="re-fetch codes' stored history from the source and bring it in line")
+    x.add_argument("source"); x.add_argument("codes", nargs="+", metavar="CODE")
+    x.add_argument("--dataset", default="daily_quotes", help="the table to restate (default daily_quotes)")
+    x.add_argument("--from", dest="from_date", help="first date, YYYY-MM-DD (default: the first stored)")
+    x.add_argument("--to", dest="to_date", help="last date, YYYY-MM-DD (default: the last stored)")
+    x.set_defaults(func=cmd_restate)
     return p
 
 

@@ -49,8 +49,9 @@ def test_every_group_becomes_a_valid_dag(configured):
         assert {"moomarkets", f"source:{group['data_source']}", f"dataset:{group['dataset']}"} <= set(dag.tags)
         assert dag.doc_md and "Parameters" in dag.doc_md
         assert dag.max_active_runs == 1 and dag.catchup is False
-        assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
-        assert [t.task_id for t in dag.tasks] == ["plan_units", "fetch_and_load", "record_run"]
+        assert type(dag.timetable).__name__ == "TradingDayTimetable"  # cron data intervals, backfills by trading day
+        assert [t.task_id for t in dag.tasks] == ["plan_units", "fetch_and_load", "restate_history", "check_loaded", "record_run"]
+        assert dag.get_task("restate_history").pool == f"moomarkets_{group['data_source']}"
         fetch = dag.get_task("fetch_and_load")
         assert fetch.pool == f"moomarkets_{group['data_source']}"
         assert fetch.retries >= 2 and fetch.retry_exponential_backoff
@@ -80,7 +81,7 @@ def test_malformed_group_breaks_only_itself(configured, caplog):
     assert "not a valid cron expression" in broken.doc_md
     assert type(broken.timetable).__name__ == "NullTimetable"  # never scheduled
     assert "job group 'aa_broken' is invalid" in caplog.text
-    assert len(bag.dags["jp_daily_quotes"].tasks) == 3
+    assert {"plan_units", "fetch_and_load", "restate_history", "record_run"} <= {t.task_id for t in bag.dags["jp_daily_quotes"].tasks}
 
 
 def test_config_db_outage_uses_last_known_good_snapshot(configured, monkeypatch, caplog):

@@ -159,6 +159,23 @@ def test_fin_summary_keeps_both_same_day_disclosures(warehouse_url, fake):
     assert {s[1] for s in stored} == {"2QFinancialStatements_Consolidated_JP", "EarnForecastRevision"}
 
 
+def test_listed_info_tells_stocks_from_etfs(warehouse_url, fake):
+    url, _ = fake
+    rows, _ = fetch_all(url, "listed_info")
+    with psycopg.connect(warehouse_url) as conn:
+        with conn.transaction():
+            loads.upsert_rows(conn, get_dataset("listed_info"), rows)
+        stored = dict(conn.execute(
+            "SELECT code, (product_category, product_category_name) FROM listed_info WHERE date = %s",
+            (WEEK[0],),
+        ).fetchall())
+    served = {r["Code"]: r["ProdCat"] for r in fd.master_rows(WEEK[0])}
+    assert {code: cat for code, (cat, _) in stored.items()} == served
+    assert stored[fd.ETF_CODE] == ("014", "ETFs")
+    assert stored[fd.SAME_DAY_CODE] == ("011", "Domestic Stocks")
+    assert {cat for cat, _ in stored.values()} == {"011", "014"}
+
+
 def test_index_group_on_a_plan_without_indices_fails_fast_with_a_clear_403():
     from moomarkets.errors import PlanNotCoveredError
     from moomarkets.testing.jquants_fake import FakeConfig, running_fake

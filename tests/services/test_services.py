@@ -217,6 +217,6 @@ def test_backfill_checks_the_request_before_asking_airflow(conn, monkeypatch):
                         user_name="t", dry_run=True)
     [(args, kwargs)] = asked
     assert args == ("jp_quotes", date(2026, 3, 2), date(2026, 3, 6))
-    assert kwargs == {"timezone": "Asia/Tokyo", "reprocess_behavior": "failed", "max_active_runs": 4,
+    assert kwargs == {"reprocess_behavior": "failed", "max_active_runs": 4,
                       "user_name": "t", "dry_run": True}
     assert isinstance(out, Outcome) and out.notes == []

@@ -280,11 +280,12 @@ def test_backfill_form_creates_an_airflow_backfill_and_rejects_a_reversed_range(
     [bf] = backfills()
     shown = client.get(r.headers["location"]).text
     assert f"Backfill {bf.id} created: 5 run(s) for 2026-03-02 to 2026-03-06." in shown
-    # Airflow selects by logical date (interval start): Fri 27 Feb 19:00 JST .. Thu 5 Mar 19:00 JST
+    # the backfill carries the trading days as `airflow backfill create` would (the group's
+    # TradingDayTimetable reads them as days); its runs are the ones that load Mar 2..6
     utc = ZoneInfo("UTC")
     as_utc = lambda d: (d if d.tzinfo else d.replace(tzinfo=utc)).astimezone(utc)  # noqa: E731
-    assert as_utc(bf.from_date) == datetime(2026, 2, 27, 10, tzinfo=utc)
-    assert as_utc(bf.to_date) == datetime(2026, 3, 5, 10, tzinfo=utc)
+    assert as_utc(bf.from_date) == datetime(2026, 3, 2, tzinfo=utc)
+    assert as_utc(bf.to_date) == datetime(2026, 3, 6, tzinfo=utc)
     assert bf.max_active_runs == 2
     with create_session() as s:
         ends = s.scalars(select(DagRun.data_interval_end).where(DagRun.dag_id == dag_id, DagRun.run_type == "backfill")

@@ -63,7 +63,7 @@ def test_run_records_and_status(warehouse_url):
         runs.mark_unit_done(conn, pk, units[1]["key"], rows=0, requests=3, error="RetryableSourceError: 500")
         summary = runs.finish_run(conn, pk)
         assert summary == {"status": "partial", "units_total": 2, "units_failed": 1, "rows_loaded": 10,
-                           "failed_units": ["date:2026-11-20"]}
+                           "failed_units": ["date:2026-11-20"], "problems": []}
         # re-planning the same run keeps its id and resets the units' plan
         assert runs.start_run(conn, group_name="g", dag_id="g", run_id="r1", interval_start=None,
                                  interval_end=None, units=units[:1], plan={}) == pk
@@ -72,3 +72,18 @@ def test_run_records_and_status(warehouse_url):
         ]
         status = conn.execute("SELECT last_run_status FROM job_group_status").fetchall()
         assert status == []  # no job_groups rows in this test: the view joins on groups
+
+
+def test_a_failed_restatement_or_error_check_fails_a_fully_loaded_run(warehouse_url):
+    unit = {"key": "date:2026-11-20", "kind": "dates", "params": {}}
+    with psycopg.connect(warehouse_url, row_factory=psycopg.rows.dict_row) as conn:
+        pk = runs.start_run(conn, group_name="g", dag_id="g", run_id="r2", interval_start=None, interval_end=None,
+                            units=[unit], plan={})
+        runs.mark_unit_running(conn, pk, unit)
+        runs.mark_unit_done(conn, pk, unit["key"], rows=10, requests=1)
+        assert runs.finish_run(conn, pk)["status"] == "success"
+        problem = "check price_sanity: 1 of 10 rows fail (72030 2026-11-20)"
+        summary = runs.finish_run(conn, pk, problems=[problem])
+        assert summary["status"] == "failed" and summary["problems"] == [problem] and summary["rows_loaded"] == 10
+        row = conn.execute("SELECT status, error FROM runs WHERE id = %s", (pk,)).fetchone()
+        assert row["status"] == "failed" and row["error"].startswith(problem)

@@ -26,3 +26,22 @@ def test_trading_calendar_table_comment_and_downgrade(warehouse_url):
     assert comment() is None and migrate.current(warehouse_url) == "0002"
     command.upgrade(cfg, "head")
     assert comment() == text
+
+
+def test_listed_info_product_category_columns_and_downgrade(warehouse_url):
+    from alembic import command
+
+    from moomarkets.warehouse import migrate
+
+    def columns() -> set[str]:
+        with psycopg.connect(warehouse_url) as conn:
+            return {r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'listed_info'"
+                " AND column_name LIKE 'product_category%%'")}
+
+    assert columns() == {"product_category", "product_category_name"}
+    cfg = migrate.alembic_config(warehouse_url)
+    command.downgrade(cfg, "0006")
+    assert columns() == set()
+    command.upgrade(cfg, "head")
+    assert columns() == {"product_category", "product_category_name"}

@@ -13,7 +13,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, get_current_context, get_parsing_context, task
+from airflow.sdk import DAG, Asset, get_current_context, get_parsing_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.sdk import TriggerRule
 
@@ -21,6 +21,7 @@ from moomarkets import settings
 from moomarkets.pipeline import run as runner
 from moomarkets.airflow.connections import get_credentials
 from moomarkets.airflow.pools import pool_name
+from moomarkets.airflow.timetables import TradingDayTimetable
 from moomarkets.config.models import GroupSpec
 from moomarkets.errors import ConfigError, SourceError, scrub
 from moomarkets.pipeline import GroupPipeline
@@ -66,6 +67,12 @@ def _doc_md(pipe: GroupPipeline) -> str:
     )
 
 
+def trading_day_timetable(pipe: GroupPipeline) -> TradingDayTimetable:
+    """The group's cron in its timezone, with the market close that dates each run's trading day."""
+    market_tz, close = pipe.source_class.trading_day_close(pipe.group.dataset, pipe.group.parameters)
+    return TradingDayTimetable(pipe.group.schedule, pipe.group.timezone, market_timezone=market_tz, market_close=close)
+
+
 def build_group_dag(spec: GroupSpec) -> DAG:
     """The DAG of one valid job group. Raises ConfigError when the group is invalid."""
     pipe = GroupPipeline.resolve(spec)  # validated, source class and dataset looked up once
@@ -76,7 +83,7 @@ def build_group_dag(spec: GroupSpec) -> DAG:
     with DAG(
         dag_id=dag_id,
         description=(group.description or f"{source.code} {group.dataset}")[:200],
-        schedule=CronDataIntervalTimetable(group.schedule, timezone=group.timezone),
+        schedule=trading_day_timetable(pipe),
         start_date=datetime(START_DATE_YEAR, 1, 1, tzinfo=_tz(group.timezone)),
         catchup=False,
         max_active_runs=1,
@@ -129,11 +136,45 @@ def build_group_dag(spec: GroupSpec) -> DAG:
                     raise AirflowFailException(scrub(str(exc), credentials.secret)) from None
                 raise
 
+        @task(
+            task_id="restate_history",
+            pool=pool_name(source.code),
+            trigger_rule=TriggerRule.ALL_DONE,  # partial loads restate what they loaded too
+            execution_timeout=timedelta(hours=1),
+        )
+        def restate_history(**context: Any) -> dict[str, Any]:
+            """Bring stored history of codes with a corporate action in this run in line with the source."""
+            from moomarkets.pipeline import restate
+
+            credentials = get_credentials(source.conn_id)
+            try:
+                return restate.restate_run(
+                    pipe, dag_id=dag_id, run_id=context["run_id"], credentials=credentials, url=url_env()
+                )
+            except (ConfigError, SourceError) as exc:
+                if isinstance(exc, ConfigError) or not exc.retryable:
+                    raise AirflowFailException(scrub(str(exc), credentials.secret)) from None
+                raise
+
+        @task(task_id="check_loaded", trigger_rule=TriggerRule.ALL_DONE, retries=2,
+              execution_timeout=timedelta(minutes=30))
+        def check_loaded(**context: Any) -> dict[str, Any]:
+            """Run the dataset's data checks on the rows this run loaded and record each result;
+            fails (no retry) when a check of severity error failed, naming it with examples."""
+            from moomarkets.pipeline import checks as data_checks
+
+            summary = data_checks.run_checks(pipe, dag_id=dag_id, run_id=context["run_id"], url=url_env())
+            if summary["status"] == "skipped":
+                raise AirflowSkipException("run skipped: group disabled or source inactive")
+            if summary["errors"]:
+                raise AirflowFailException("data checks failed: " + "; ".join(summary["errors"])[:3000])
+            return summary
+
         asset = dataset_asset(source.code, group.dataset)
 
         @task(task_id="record_run", trigger_rule=TriggerRule.ALL_DONE, retries=2, outlets=[asset])
         def record_run(**context: Any) -> dict[str, Any]:
-            """Close the run record: per-unit rows and failures, the group's status."""
+            """Close the run record: per-unit rows and failures, restatements and checks; the group's status."""
             summary = runner.record_run(dag_id=dag_id, run_id=context["run_id"], url=url_env())
             if summary["status"] == "skipped":
                 raise AirflowSkipException("run skipped: group disabled or source inactive")
@@ -143,6 +184,10 @@ def build_group_dag(spec: GroupSpec) -> DAG:
                 raise AirflowFailException(
                     f"{summary['units_failed']} of {summary['units_total']} unit(s) failed "
                     f"({', '.join(summary['failed_units'][:10])}); {summary['rows_loaded']} rows loaded by the others"
+                )
+            if summary["problems"]:  # rows loaded, but stale history or a failed data check
+                raise AirflowFailException(
+                    f"{summary['rows_loaded']} rows loaded, but: " + "; ".join(summary["problems"][:5])
                 )
             context["outlet_events"][asset].extra = {
                 "group": group.name,
@@ -155,7 +200,7 @@ def build_group_dag(spec: GroupSpec) -> DAG:
 
         units = plan_units()
         loaded = fetch_and_load.expand(unit=units)
-        units >> loaded >> record_run()
+        units >> loaded >> restate_history() >> check_loaded() >> record_run()
     return dag
 
 

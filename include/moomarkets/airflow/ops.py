@@ -16,10 +16,9 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from datetime import timezone as dt_timezone
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from moomarkets.config.models import DataSource
 from moomarkets.errors import AirflowOpError
@@ -153,20 +152,21 @@ class BackfillPlan:
         }
 
 
-def plan_backfill(dag_id: str, from_date: date, to_date: date, timezone: str) -> BackfillPlan:
-    """The runs whose data interval ends on a day in [from_date, to_date] (in ``timezone``).
+def _day_bound(day: date) -> datetime:
+    """A date as ``airflow backfill create`` reads ``--from-date``/``--to-date``: midnight UTC."""
+    return datetime.combine(day, datetime.min.time(), tzinfo=dt_timezone.utc)
 
-    A group's run loads the trading days that closed in its data interval, and that interval ends
-    when the run is scheduled, so "backfill the 3rd to the 7th" means the runs scheduled on those
-    days. Airflow selects backfill runs by logical date (the interval *start*), so the dates are
-    turned into the first and last logical dates with Airflow's own timetable of the DAG.
+
+def plan_backfill(dag_id: str, from_date: date, to_date: date) -> BackfillPlan:
+    """The runs a backfill of the trading days ``from_date``..``to_date`` creates.
+
+    The same enumeration Airflow's own backfill does with the same two dates (so the UI, the
+    ``moomarkets`` CLI and ``airflow backfill create`` agree): the group's ``TradingDayTimetable``
+    reads them as trading days, and only runs whose data interval has ended are created.
     """
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.utils.session import create_session
 
-    tz = ZoneInfo(timezone)
-    start = datetime.combine(from_date, datetime.min.time(), tzinfo=tz)
-    end = datetime.combine(to_date + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     with create_session() as session:
         serdag = session.scalar(SerializedDagModel.latest_item_select_object(dag_id))
         if serdag is None:
@@ -175,15 +175,11 @@ def plan_backfill(dag_id: str, from_date: date, to_date: date, timezone: str) ->
     if not dag.timetable.periodic:
         raise AirflowOpError(f"DAG {dag_id} has no schedule (a misconfigured group?) and cannot be backfilled")
     now = datetime.now(dt_timezone.utc)
-    intervals = []
-    # look back far enough for the interval that *ends* on from_date (a weekly cron: 7 days)
-    for info in dag.iter_dagrun_infos_between(start - timedelta(days=40), end):
-        di = info.data_interval
-        if di is None or not (start <= di.end < end):
-            continue
-        if di.end >= now:
-            break
-        intervals.append((di.start, di.end))
+    intervals = [
+        (info.data_interval.start, info.data_interval.end)
+        for info in dag.iter_dagrun_infos_between(_day_bound(from_date), _day_bound(to_date))
+        if info.data_interval is not None and info.data_interval.end < now
+    ]
     return BackfillPlan(
         dag_id=dag_id,
         from_logical=intervals[0][0] if intervals else None,
@@ -197,13 +193,12 @@ def create_backfill(
     from_date: date,
     to_date: date,
     *,
-    timezone: str,
     reprocess_behavior: str = "none",
     max_active_runs: int = 1,
     user_name: str | None = None,
     dry_run: bool = False,
 ) -> BackfillPlan:
-    """Create an Airflow backfill for the runs scheduled on ``from_date``..``to_date`` (see plan_backfill).
+    """Create an Airflow backfill that loads the trading days ``from_date``..``to_date`` (see plan_backfill).
 
     Uses Airflow's own ``_create_backfill`` (what ``airflow backfill create`` and the REST API call):
     it only inserts queued runs; the scheduler runs them, and not while the DAG is paused.
@@ -222,18 +217,16 @@ def create_backfill(
     )
 
     behavior = ReprocessBehavior(reprocess_behavior)  # a bad value is the caller's bug: ValueError
-    plan = plan_backfill(dag_id, from_date, to_date, timezone)
+    plan = plan_backfill(dag_id, from_date, to_date)
     if not plan.intervals:
-        raise AirflowOpError(
-            f"no completed runs of {dag_id} are scheduled between {from_date} and {to_date} ({timezone})"
-        )
+        raise AirflowOpError(f"no completed runs of {dag_id} load trading days from {from_date} to {to_date}")
     if dry_run:
         return plan
     try:
         backfill = _create_backfill(
             dag_id=dag_id,
-            from_date=plan.from_logical,
-            to_date=plan.to_logical,
+            from_date=_day_bound(from_date),  # the same bounds as `airflow backfill create`
+            to_date=_day_bound(to_date),
             max_active_runs=int(max_active_runs),
             reverse=False,
             dag_run_conf=None,

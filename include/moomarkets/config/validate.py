@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from moomarkets.config.checks import dataset_checks, validate_checks
 from moomarkets.config.models import DataSource, JobGroup
 from moomarkets.errors import ConfigError
 
@@ -156,7 +157,15 @@ def validate_group(group: JobGroup, source: DataSource | None, *, require_active
         )
     if not isinstance(group.parameters, dict):
         raise ConfigError("must be a mapping", field="parameters", subject=subject)
-    parameters = cls.validate_parameters(dataset, dict(group.parameters), subject=subject)
+    params = dict(group.parameters)
+    # data checks after every load (config.checks): validated first, kept out of the source's view
+    checks = None
+    if "checks" in params:
+        checks = validate_checks(params.pop("checks"), dataset_checks(dataset), dataset=dataset, kind=source.kind,
+                                 subject=subject)
+    parameters = cls.validate_parameters(dataset, params, subject=subject)
+    if checks:
+        parameters = {**parameters, "checks": checks}
     return JobGroup(
         name=name,
         data_source=source.code,

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import ExitStack
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from moomarkets.errors import MooMarketsError, PermanentSourceError, RetryableSourceError, scrub
 from moomarkets.pipeline.group import GroupPipeline
 from moomarkets.sources.base import Credentials, FetchUnit, Interval
-from moomarkets.warehouse import loads, runs, trading_calendar
+from moomarkets.warehouse import checks, loads, restatements, runs, trading_calendar
 from moomarkets.warehouse.db import connect
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ def fetch_and_load(
             stack.callback(limiter.close)
         source = pipe.source(credentials, limiter)
         try:
+            asked = datetime.now(timezone.utc)  # the as-of of the rows' adjusted values
             result = source.fetch(pipe.group.dataset, unit)
             requests = result.requests
             error = None
@@ -108,7 +110,13 @@ def fetch_and_load(
                 error = scrub("; ".join(f"{k}: {v}" for k, v in sorted(result.item_errors.items())),
                               credentials.secret)
             with connect(url) as conn, conn.transaction():
-                changed = loads.upsert_rows(conn, pipe.dataset, result.rows)
+                changed = loads.upsert_rows(conn, pipe.dataset, result.rows, as_of=asked)
+                # corporate actions seen: the run's restate step brings earlier history in line
+                restatements.record_detected(
+                    conn, source=pipe.source_code, dataset=pipe.group.dataset,
+                    actions=source.corporate_actions(pipe.group.dataset, result), dag_id=dag_id, run_id=run_id,
+                    as_of=asked,
+                )
                 runs.mark_unit_done(conn, run_pk, unit.key, rows=len(result.rows), requests=requests, error=error)
                 runs.refresh_run_progress(conn, run_pk)
         except Exception as exc:
@@ -133,8 +141,9 @@ def fetch_and_load(
 
 
 def record_run(*, dag_id: str, run_id: str, url: str) -> dict[str, Any]:
-    """Close the run record from its units and return the summary (status "missing" when none)."""
-    empty = {"units_total": 0, "units_failed": 0, "rows_loaded": 0, "failed_units": []}
+    """Close the run record from its units, its restatements and its data checks; returns the
+    summary (status "missing" when the plan task never opened the run)."""
+    empty = {"units_total": 0, "units_failed": 0, "rows_loaded": 0, "failed_units": [], "problems": []}
     with connect(url) as conn, conn.transaction():
         found = runs.run_status(conn, dag_id, run_id)
         if found is None:
@@ -142,7 +151,9 @@ def record_run(*, dag_id: str, run_id: str, url: str) -> dict[str, Any]:
         run_pk, status = found
         if status == "skipped":
             return {"status": "skipped", **empty}
-        return runs.finish_run(conn, run_pk)
+        problems = [f"restatement {line}" for line in restatements.failed_restatements(conn, dag_id, run_id)]
+        problems += [f"check {line}" for line in checks.error_checks(conn, dag_id, run_id)]
+        return runs.finish_run(conn, run_pk, problems=problems)
 
 
 def record_skipped(pipe: GroupPipeline, *, dag_id: str, run_id: str, url: str, reason: str, interval: Interval) -> None:

@@ -112,7 +112,7 @@ def backfill(
     )
     group = store.get_group(conn, name)
     plan = ops.create_backfill(
-        name, checked.from_date, checked.to_date, timezone=group.timezone,
+        name, checked.from_date, checked.to_date,
         reprocess_behavior=checked.reprocess_behavior, max_active_runs=checked.max_active_runs,
         user_name=user_name, dry_run=dry_run,
     )

@@ -63,6 +63,19 @@ class FetchResult:
     # the items of item_errors that may heal on a retry (rate limited, network); the others
     # (delisted symbol, trading gap) fail the unit without spending Airflow retries
     retryable_items: set[str] = field(default_factory=set)
+    # corporate actions the answer revealed beyond ``rows`` (e.g. Yahoo's events of a price fetch);
+    # read them through :meth:`Source.corporate_actions`
+    actions: list[CorporateAction] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CorporateAction:
+    """An event after which the source restates the code's earlier (adjusted) history."""
+
+    code: str
+    date: date  # ex / effective date
+    action: str  # "split", "reverse_split", "dividend", ...
+    factor: float | None = None  # the source's own number (AdjFactor, split ratio, cash per share)
 
 
 def market_dates(interval: Interval, market_tz: str, close: time) -> list[date]:
@@ -148,6 +161,12 @@ class Source(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
+    def trading_day_close(cls, dataset: str, params: dict[str, Any]) -> tuple[str, time]:
+        """(market timezone, local close time) that dates a trading day of ``dataset`` for these
+        parameters: a run loads day D when D's close falls in its data interval."""
+
+    @classmethod
+    @abc.abstractmethod
     def validate_parameters(cls, dataset: str, params: dict[str, Any], subject: str = "job group") -> dict[str, Any]:
         """Check a group's parameters template for ``dataset``; returns them normalized."""
 
@@ -167,6 +186,17 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def fetch(self, dataset: str, unit: FetchUnit) -> FetchResult:
         """Fetch one unit; every HTTP request goes through ``self.acquire`` first."""
+
+    # -- restatement after corporate actions ------------------------------------------------
+    def corporate_actions(self, dataset: str, result: FetchResult) -> list[CorporateAction]:
+        """The events in a fetch's answer that make the source restate earlier history of
+        ``dataset`` (the source decides what counts). Default: what ``fetch`` put in ``actions``."""
+        return list(result.actions)
+
+    def fetch_history(self, dataset: str, code: str, start: date, end: date) -> FetchResult:
+        """``code``'s rows of ``dataset`` for ``[start, end]`` as the source serves them now, at the
+        fewest requests (every one through ``self.acquire``). Sources that restate implement it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot re-fetch {dataset} history by code")
 
     @abc.abstractmethod
     def validate_credentials(self, dataset: str | None = None) -> None:

@@ -6,34 +6,30 @@ processes always agree.
 
 What is in it
 -------------
-- **Calendar** (2015-01-01 .. 2027-12-31): TSE closes on weekends, Japanese national holidays
-  (computed by the holiday law: fixed days, Happy Mondays, equinoxes, substitute and
-  "citizens'" holidays, the 2019 enthronement and the 2020/2021 Olympic moves) and the exchange's
-  own year-end/new-year days (Dec 31, Jan 1-3). ``HolDiv`` follows /en/spec/mkt-cal: ``"1"``
-  business day, ``"0"`` non-business day, ``"3"`` weekday national holiday with derivatives
-  holiday trading (JPX started that on 2022-09-23; approximated as every weekday national holiday
-  from then on except Jan 1). No ``"2"`` (half day) is generated.
+- **Calendar** (2015-01-01 .. 2027-12-31, built in :mod:`moomarkets.testing.jpx_calendar`): TSE
+  closes on weekends, Japanese national holidays and Dec 31 - Jan 3; ``HolDiv`` per /en/spec/mkt-cal.
 - **Universe** (``n_issues``, default 50): 5-character codes. The first entries are the special
   cases, so even a small universe has them: ``72030``, ``13010``, ``130A0`` (alphanumeric,
   listed 2024-03-26), ``80350`` (1:2 split effective :data:`SPLIT_DATE`), ``285A0`` (listed
   2026-03-18), ``39990`` (delisted, last trading day 2026-02-27), ``39980`` (delisted, last trading
   day 2026-09-29), ``19990`` (illiquid: some business days have no trade, so O/H/L/C/Vo/Va are
   null as the spec of /en/spec/eq-bars-daily says).
+  ``13060`` (:data:`ETF_CODE`) is an ETF (``ProdCat`` 014, market 0109, no earnings summaries);
+  every other issue is ``ProdCat`` 011 (domestic stock).
+- **Fields**: every field of each endpoint (v2 spec pages, official client's column lists), named
+  and built in :mod:`moomarkets.testing.jquants_fields`.
 - **Daily bars** (/en/spec/eq-bars-daily fields): a random walk seeded per code (sha256 of the
   code), computed once per code over every business day of the calendar and cached, so any date
   2015-2027 is cheap. Raw prices are whole yen, volumes multiples of 100.
 - **Adjustment convention** (as J-Quants documents it): ``AdjFactor`` is 1.0 except on the
   split's effective date, where it is 0.5 for a 1:2 split. Rows dated *before* a split have
-  ``Adj{O,H,L,C} = raw * 0.5`` (rounded to one decimal place) and ``AdjVo = raw Vo / 0.5``; rows on
-  or after the effective date have ``Adj* == raw``. Adjustment is retroactive as of ``as_of``:
-  splits dated after ``as_of`` are not applied yet (``as_of=None``: every split is applied).
-  The raw close halves on the split date.
+  ``Adj{O,H,L,C} = raw * 0.5`` (one decimal) and ``AdjVo = raw Vo / 0.5``; rows on or after it have
+  ``Adj* == raw``. Splits dated after ``as_of`` are not applied yet (``as_of=None``: all are).
 - **Master** (/en/spec/eq-master), **financial summaries** (/en/spec/fin-summary: four
-  disclosures per fiscal year per issue plus occasional forecast revisions; numbers as strings,
-  empty string for "not disclosed"). Some issues (always :data:`SAME_DAY_CODE`) publish a full-year
-  forecast revision on the same date and time as their 2Q results: two disclosures, one code, one
-  date, told apart only by ``DiscNo``. **Index bars** (/en/spec/idx-bars-daily): TOPIX ``0000`` and
-  TOPIX Core30 ``0028``.
+  disclosures per fiscal year per issue plus occasional forecast revisions). Some issues (always
+  :data:`SAME_DAY_CODE`) publish a full-year forecast revision on the same date and time as their
+  2Q results, told apart only by ``DiscNo``. **Index bars** (/en/spec/idx-bars-daily): TOPIX
+  ``0000`` and TOPIX Core30 ``0028``.
 
 None of this is real market data: names of well known issues are used for the first few codes
 only to make the synthetic universe look familiar.
@@ -49,6 +45,15 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
+from moomarkets.testing.jquants_fields import (  # noqa: F401 - re-exported: the fields served
+    BAR_FIELDS,
+    FIN_SUMMARY_FIELDS,
+    MASTER_FIELDS,
+    PRODUCT_CATEGORIES,
+    revision_row,
+    session_fields,
+    summary_row,
+)
 from moomarkets.testing.jpx_calendar import (  # noqa: F401 - re-exported: what the fake serves
     DATA_END,
     DATA_START,
@@ -72,10 +77,7 @@ SPLIT_FACTOR = 0.5
 ILLIQUID_CODE = "19990"
 SAME_DAY_CODE = "72030"  # every fiscal year: 2Q results and a forecast revision on the same date
 
-BAR_FIELDS = ("Date", "Code", "O", "H", "L", "C", "UL", "LL", "Vo", "Va",
-              "AdjFactor", "AdjO", "AdjH", "AdjL", "AdjC", "AdjVo")
-MASTER_FIELDS = ("Date", "Code", "CoName", "CoNameEn", "S17", "S17Nm", "S33", "S33Nm",
-                 "ScaleCat", "Mkt", "MktNm", "Mrgn", "MrgnNm")
+ETF_CODE = "13060"  # ProdCat 014 (ETF); every other issue is 011 (domestic stock)
 
 
 def _h(*parts: Any) -> int:
@@ -112,7 +114,8 @@ SECTORS = [  # (S17, S17Nm, S33, S33Nm)
     ("10", "情報通信・サービスその他", "9050", "サービス業"),
     ("3", "建設・資材", "2050", "建設業"),
 ]
-MARKETS = {"0111": "プライム", "0112": "スタンダード", "0113": "グロース"}
+MARKETS = {"0111": "プライム", "0112": "スタンダード", "0113": "グロース", "0109": "その他"}
+ETF_SECTOR = ("99", "その他", "9999", "その他")  # what the master shows for ETFs
 MARGIN = {"1": "信用", "2": "貸借"}
 
 
@@ -129,6 +132,7 @@ class Issue:
     base_price: float = 1000.0
     volatility: float = 0.015
     base_volume: int = 100_000
+    product: str = "011"  # ProdCat (/en/spec/eq-master/product-category)
 
 
 _SPECIAL = [
@@ -156,6 +160,8 @@ _SPECIAL = [
           base_price=2500, volatility=0.015, base_volume=10_000_000),
     Issue("45020", "武田薬品工業", "Takeda Pharmaceutical Company Limited", 6, "0111", "TOPIX Core30",
           DATA_START, base_price=4300, volatility=0.013, base_volume=6_000_000),
+    Issue(ETF_CODE, "合成ＴＯＰＩＸ連動型上場投信", "SYNTHETIC TOPIX ETF", -1, "0109", "-", DATA_START,
+          base_price=2800, volatility=0.009, base_volume=1_500_000, product="014"),
 ]
 
 
@@ -295,13 +301,13 @@ def _bar_row(issue: Issue, d: date, as_of: date | None) -> dict[str, Any]:
         row.update({k: None for k in ("O", "H", "L", "C")})
         row.update({"UL": "0", "LL": "0", "Vo": None, "Va": None, "AdjFactor": factor_today,
                     "AdjO": None, "AdjH": None, "AdjL": None, "AdjC": None, "AdjVo": None})
-        return row
+        return row | session_fields(None, cum)
     o, h, lo, c, ul, ll, vo, va = raw
     row.update({"O": o, "H": h, "L": lo, "C": c, "UL": ul, "LL": ll, "Vo": vo, "Va": va,
                 "AdjFactor": factor_today,
                 "AdjO": round(o * cum, 1), "AdjH": round(h * cum, 1), "AdjL": round(lo * cum, 1),
                 "AdjC": round(c * cum, 1), "AdjVo": round(vo / cum, 1)})
-    return row
+    return row | session_fields(raw, cum)
 
 
 def daily_bars_for_date(day: date | str, *, n_issues: int = DEFAULT_N_ISSUES,
@@ -342,11 +348,12 @@ def master_rows(day: date | str | None = None, code: str | None = None, *,
             continue
         if not is_listed(i, d):
             continue
-        s17, s17nm, s33, s33nm = SECTORS[i.sector]
-        mrgn = "2" if i.market == "0111" else "1"
+        s17, s17nm, s33, s33nm = SECTORS[i.sector] if i.sector >= 0 else ETF_SECTOR
+        mrgn = "2" if i.market in ("0111", "0109") else "1"
         rows.append({"Date": d.isoformat(), "Code": i.code, "CoName": i.name, "CoNameEn": i.name_en,
                      "S17": s17, "S17Nm": s17nm, "S33": s33, "S33Nm": s33nm, "ScaleCat": i.scale,
-                     "Mkt": i.market, "MktNm": MARKETS[i.market], "Mrgn": mrgn, "MrgnNm": MARGIN[mrgn]})
+                     "Mkt": i.market, "MktNm": MARKETS[i.market], "Mrgn": mrgn, "MrgnNm": MARGIN[mrgn],
+                     "ProdCat": i.product})
     return rows
 
 
@@ -363,14 +370,15 @@ _QUARTERS = [  # (CurPerType, period end (month, day), earliest disclosure (mont
 
 @lru_cache(maxsize=4096)
 def _fins_for_issue(issue: Issue) -> tuple[dict[str, Any], ...]:
-    out = []
+    out: list[dict[str, Any]] = []
+    if issue.product != "011":
+        return ()  # funds publish no earnings summaries
     scale = issue.base_price * issue.base_volume * 50  # a rough annual sales figure
     shares = max(1_000_000, int(issue.base_volume * 400))
     for fy in range(DATA_START.year - 1, DATA_END.year):
-        fy_start, fy_end = date(fy, 4, 1), date(fy + 1, 3, 31)
         growth = 1 + (_h("growth", issue.code, fy) % 200 - 80) / 1000
         annual = scale * growth
-        for n, (per, (pm, pd), (dm, dd)) in enumerate(_QUARTERS):
+        for per, (pm, pd), (dm, dd) in _QUARTERS:
             per_end = date(fy + (1 if pm <= 3 else 0), pm, pd)
             disc_year = per_end.year + (1 if dm < per_end.month else 0)
             first = date(disc_year, dm, dd) + timedelta(days=_h("disc", issue.code, fy, per) % 10)
@@ -379,46 +387,17 @@ def _fins_for_issue(issue: Issue) -> tuple[dict[str, Any], ...]:
             disc = next_trading_day(first)
             if not is_listed(issue, disc):
                 continue
-            frac = (n + 1) / 4
-            sales = round(annual * frac)
-            op = round(sales * 0.08)
-            np_ = round(op * 0.7)
-            eps = round(np_ / shares, 2)
-            row = {
-                "DiscDate": disc.isoformat(), "DiscTime": "15:00:00", "Code": issue.code,
-                "DiscNo": f"{disc:%Y%m%d}{_h('discno', issue.code, fy, per) % 1_000_000:06d}",
-                "DocType": f"{per}FinancialStatements_Consolidated_JP", "CurPerType": per,
-                "CurPerSt": fy_start.isoformat(), "CurPerEn": per_end.isoformat(),
-                "CurFYSt": fy_start.isoformat(), "CurFYEn": fy_end.isoformat(),
-                "NxtFYSt": date(fy + 1, 4, 1).isoformat() if per == "FY" else "",
-                "NxtFYEn": date(fy + 2, 3, 31).isoformat() if per == "FY" else "",
-                "Sales": str(sales), "OP": str(op), "OdP": str(round(op * 1.05)), "NP": str(np_),
-                "EPS": f"{eps}", "DEPS": "", "TA": str(round(annual * 1.6)), "Eq": str(round(annual * 0.7)),
-                "EqAR": "0.437", "BPS": f"{round(annual * 0.7 / shares, 2)}",
-                "CFO": str(round(op * 1.1)) if per in ("2Q", "FY") else "",
-                "CFI": str(-round(op * 0.6)) if per in ("2Q", "FY") else "",
-                "CFF": str(-round(op * 0.3)) if per in ("2Q", "FY") else "",
-                "CashEq": str(round(annual * 0.15)) if per in ("2Q", "FY") else "",
-                "FSales": str(round(annual * 1.03)), "FOP": str(round(annual * 1.03 * 0.08)),
-                "FNP": str(round(annual * 1.03 * 0.056)), "FEPS": f"{round(annual * 1.03 * 0.056 / shares, 2)}",
-                "ShOutFY": str(shares), "TrShFY": str(shares // 50), "AvgSh": str(shares - shares // 50),
-            }
+            no = f"{disc:%Y%m%d}{_h('discno', issue.code, fy, per) % 1_000_000:06d}"
+            row = summary_row(code=issue.code, disc=disc, disc_no=no, per=per, fy=fy, per_end=per_end,
+                              annual=annual, shares=shares)
             out.append(row)
 
             def revision(day: date, time_: str, salt: str, mult: float) -> dict[str, Any]:
                 no = _h(salt, issue.code, fy) % 1_000_000
                 if f"{day:%Y%m%d}{no:06d}" == row["DiscNo"]:
                     no = (no + 1) % 1_000_000
-                return {k: "" for k in row} | {
-                    "DiscDate": day.isoformat(), "DiscTime": time_, "Code": issue.code,
-                    "DiscNo": f"{day:%Y%m%d}{no:06d}",
-                    "DocType": "EarnForecastRevision", "CurPerType": "FY",
-                    "CurPerSt": fy_start.isoformat(), "CurPerEn": fy_end.isoformat(),
-                    "CurFYSt": fy_start.isoformat(), "CurFYEn": fy_end.isoformat(),
-                    "FSales": str(round(annual * mult)), "FOP": str(round(annual * mult * 0.08)),
-                    "FNP": str(round(annual * mult * 0.056)),
-                    "FEPS": f"{round(annual * mult * 0.056 / shares, 2)}",
-                }
+                return revision_row(code=issue.code, day=day, time_=time_, disc_no=f"{day:%Y%m%d}{no:06d}",
+                                    fy=fy, annual=annual, mult=mult, shares=shares)
 
             if per == "2Q" and (issue.code == SAME_DAY_CODE or _h("sameday", issue.code, fy) % 5 == 0):
                 out.append(revision(disc, row["DiscTime"], "discno-rev2q", 1.02))  # same date and time

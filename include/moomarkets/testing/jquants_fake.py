@@ -25,6 +25,10 @@ without the internet or a key. Which real spec page each behaviour follows:
   required), /markets/calendar (/en/spec/mkt-cal; ``hol_div``, ``from``, ``to``),
   /indices/bars/daily (/en/spec/idx-bars-daily; ``code`` or ``date``) and
   /indices/bars/daily/topix (/en/spec/idx-bars-daily-topix; ``from``/``to``).
+- Fields: every field of each endpoint, in the v2 names (daily bars with the morning/afternoon
+  sessions, the master with ``ProdCat``, all 111 /fins/summary fields); the lists, and the spec page
+  and official client column list each follows, are in ``jquants_fields``.
+  tests/testing/test_jquants_official_client.py runs JPX's own client against this server.
 
 Not the real API: a sliding 60-second window for the rate limit (the real algorithm is not
 published), no 5-minute key block after sustained excess, page size counted in rows (the real

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from moomarkets.config.checks import Check, dataset_checks
 from moomarkets.errors import ConfigError
 
 
@@ -18,6 +19,17 @@ class Dataset:
     columns: tuple[str, ...]  # loaded columns, in COPY order (excludes loaded_at)
     key: tuple[str, ...]
     description: str
+    # Values that depend on when the source was asked (restated after corporate actions): an
+    # upsert keeps the stored ones when its fetch is older than the row's ``as_of_column``.
+    adjusted_columns: tuple[str, ...] = ()
+    as_of_column: str | None = None  # timestamptz column, not in ``columns``; set by upsert_rows
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        """The checks run on the rows of each loaded interval, with their default severity and
+        thresholds (declared in ``config.checks.DATASET_CHECKS``, which group validation reads too;
+        the SQL is in ``warehouse.checks``). A group overrides them under ``parameters.checks``."""
+        return dataset_checks(self.name)
 
     @property
     def value_columns(self) -> tuple[str, ...]:
@@ -34,6 +46,11 @@ DAILY_QUOTES = Dataset(
     ),
     key=("source", "code", "date"),
     description="Daily OHLCV per issue: raw prices as traded plus split-adjusted prices and the factor.",
+    # adj_* and the factor are restated by every source; Yahoo's open..close and volume are
+    # split-adjusted as of the fetch too (J-Quants' raw values never change, so guarding them is free).
+    adjusted_columns=("open", "high", "low", "close", "volume", "adjustment_factor",
+                      "adj_open", "adj_high", "adj_low", "adj_close", "adj_volume"),
+    as_of_column="adjusted_as_of",
 )
 
 LISTED_INFO = Dataset(
@@ -42,10 +59,10 @@ LISTED_INFO = Dataset(
     columns=(
         "source", "code", "date", "company_name", "company_name_en", "sector17_code", "sector17_name",
         "sector33_code", "sector33_name", "scale_category", "market_code", "market_name", "margin_code",
-        "margin_name",
+        "margin_name", "product_category", "product_category_name",
     ),
     key=("source", "code", "date"),
-    description="Issue master (names, sectors, market, margin) for the date it is valid for.",
+    description="Issue master (names, sectors, market, margin, product category) for the date it is valid for.",
 )
 
 FIN_SUMMARY = Dataset(

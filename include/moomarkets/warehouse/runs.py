@@ -103,8 +103,13 @@ def refresh_run_progress(conn: psycopg.Connection, run_pk: int) -> None:
     )
 
 
-def finish_run(conn: psycopg.Connection, run_pk: int) -> dict[str, Any]:
-    """Close the run: status from its units; returns a small summary (safe for XCom)."""
+def finish_run(conn: psycopg.Connection, run_pk: int, *, problems: list[str] | None = None) -> dict[str, Any]:
+    """Close the run: status from its units; returns a small summary (safe for XCom).
+
+    ``problems`` (failed restatements, data checks of severity error) fail a run whose units all
+    loaded: its rows are in, but the warehouse is not what the source serves or fails a check.
+    """
+    problems = list(problems or [])
     refresh_run_progress(conn, run_pk)
     units = conn.execute(
         "SELECT unit_key, status, rows, error FROM run_units WHERE run_pk = %s ORDER BY unit_key", (run_pk,)
@@ -119,7 +124,9 @@ def finish_run(conn: psycopg.Connection, run_pk: int) -> dict[str, Any]:
         status = "failed"
     else:
         status = "success"  # nothing to load in this interval (e.g. a holiday)
-    error = "; ".join(f"{u['unit_key']}: {u['error'] or u['status']}" for u in failed)[:4000] or None
+    if problems and status == "success":
+        status = "failed"
+    error = "; ".join([*problems, *(f"{u['unit_key']}: {u['error'] or u['status']}" for u in failed)])[:4000] or None
     conn.execute(
         "UPDATE runs SET status = %s, error = %s, finished_at = now() WHERE id = %s", (status, error, run_pk)
     )
@@ -129,6 +136,7 @@ def finish_run(conn: psycopg.Connection, run_pk: int) -> dict[str, Any]:
         "units_failed": len(failed),
         "rows_loaded": int(sum(u["rows"] for u in units)),
         "failed_units": [u["unit_key"] for u in failed][:50],
+        "problems": [p[:500] for p in problems[:20]],
     }
 
 

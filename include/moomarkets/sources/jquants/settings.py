@@ -40,6 +40,14 @@ RETRY_STATUSES = frozenset({500, 502, 503, 504})
 CODE_RE = re.compile(r"^[0-9A-Z]{4,5}$")
 INDEX_CODE_RE = re.compile(r"^[0-9A-Z]{4}$")
 
+# /en/spec/eq-master/product-category: /equities/master serves ``ProdCat`` (the code) only; the
+# warehouse keeps the name from this table too, so stocks (011) and ETFs (014) read apart.
+PRODUCT_CATEGORY_NAMES: dict[str, str] = {
+    "011": "Domestic Stocks", "012": "Preferred Equity Investment Certificates", "013": "REITs",
+    "014": "ETFs", "021": "Foreign Stocks", "022": "Foreign REITs", "023": "Foreign ETFs",
+    "024": "Foreign Stock Depositary Receipts",
+}
+
 # Tokyo Stock Exchange hours (JPX, close at 15:30 since 2024-11-05): a day's bars, master and
 # index values are complete after the close; disclosures (/en/spec/fin-summary) by the day's end.
 MARKET_TZ = "Asia/Tokyo"

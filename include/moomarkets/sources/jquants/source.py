@@ -27,11 +27,11 @@ trading_calendar   /markets/calendar           ``from``/``to`` (one request for 
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from typing import Any, Callable
 
 from moomarkets.errors import ConfigError
-from moomarkets.sources.base import FetchResult, FetchUnit, Interval, Source, chunk, market_dates
+from moomarkets.sources.base import CorporateAction, FetchResult, FetchUnit, Interval, Source, chunk, market_dates
 from moomarkets.sources.jquants.client import JQuantsClient
 from moomarkets.sources.jquants.settings import (
     API_PREFIX,
@@ -47,6 +47,7 @@ from moomarkets.sources.jquants.settings import (
     MASTER_PAGES_PER_DATE,
     PATHS,
     PLAN_RATES,
+    PRODUCT_CATEGORY_NAMES,
 )
 
 
@@ -106,6 +107,10 @@ class JQuantsSource(Source):
         if "rate_limit" not in config and config.get("plan") in PLAN_RATES:
             return [PLAN_RATES[config["plan"]]]
         return super().rate_limit(config)
+
+    @classmethod
+    def trading_day_close(cls, dataset: str, params: dict[str, Any]) -> tuple[str, time]:
+        return MARKET_TZ, DAY_CLOSE.get(dataset, MARKET_CLOSE)
 
     @classmethod
     def validate_parameters(cls, dataset: str, params: dict[str, Any], subject: str = "job group") -> dict[str, Any]:
@@ -311,6 +316,8 @@ class JQuantsSource(Source):
             "sector33_code": r.get("S33"), "sector33_name": r.get("S33Nm"),
             "scale_category": r.get("ScaleCat"), "market_code": r.get("Mkt"), "market_name": r.get("MktNm"),
             "margin_code": r.get("Mrgn"), "margin_name": r.get("MrgnNm"),
+            "product_category": r.get("ProdCat") or None,
+            "product_category_name": r.get("ProdCatNm") or PRODUCT_CATEGORY_NAMES.get(r.get("ProdCat") or ""),
         }
 
     def normalize_fin_summary(self, r: dict[str, Any]) -> dict[str, Any]:
@@ -333,6 +340,29 @@ class JQuantsSource(Source):
             "source": self.code, "code": r.get("Code", "0000"), "date": _iso(r["Date"]),
             "open": _num(r.get("O")), "high": _num(r.get("H")), "low": _num(r.get("L")), "close": _num(r.get("C")),
         }
+
+    # -- restatement --------------------------------------------------------------------------
+    def corporate_actions(self, dataset: str, result: FetchResult) -> list[CorporateAction]:
+        """J-Quants restates a code's Adj* history on a split or reverse split: ``AdjFactor`` != 1
+        on the effective date (0.5 for a 1:2 split, 2 for a 2:1 reverse split)."""
+        if dataset != "daily_quotes":
+            return []
+        out = []
+        for r in result.rows:
+            f = r.get("adjustment_factor")
+            if f is None or float(f) == 1.0:
+                continue
+            out.append(CorporateAction(code=r["code"], date=date.fromisoformat(str(r["date"])[:10]),
+                                       action="split" if float(f) < 1 else "reverse_split", factor=float(f)))
+        return out
+
+    def fetch_history(self, dataset: str, code: str, start: date, end: date) -> FetchResult:
+        """ONE ``code`` + ``from``/``to`` query over the span (its pages followed)."""
+        if dataset != "daily_quotes":
+            raise ConfigError(f"J-Quants restates only daily_quotes, not {dataset!r}")
+        unit = FetchUnit(key=f"code:{code}", kind="codes",
+                         params={"codes": [normalize_code(code)], "from": start.isoformat(), "to": end.isoformat()})
+        return self.fetch(dataset, unit)
 
     def validate_credentials(self, dataset: str | None = None) -> None:
         """One cheap request; with ``dataset``, to that dataset's endpoint (does the plan cover it?)."""

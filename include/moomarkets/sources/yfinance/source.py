@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import logging
 import time as _time
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
-from moomarkets.errors import ConfigError, MooMarketsError, RetryableSourceError
-from moomarkets.sources.base import FetchResult, FetchUnit, Interval, Source, chunk
+from moomarkets.errors import ConfigError, MooMarketsError, PermanentSourceError, RetryableSourceError
+from moomarkets.sources.base import CorporateAction, FetchResult, FetchUnit, Interval, Source, chunk
 from moomarkets.sources.yfinance.completeness import EMPTY, RATE_LIMITED, RETRYABLE, classify_empty, missing_bars
 from moomarkets.sources.yfinance.frames import bar_dates, num, records, rounded, ticker_frame
-from moomarkets.sources.yfinance.markets import allowed_dates, dates_for, market_sort_key
+from moomarkets.sources.yfinance.markets import US, Market, allowed_dates, dates_for, market_of, market_sort_key
 from moomarkets.sources.yfinance.session import make_session, reset_yfinance_state
 from moomarkets.sources.yfinance.settings import (
     CONFIG_KEYS,
@@ -66,6 +66,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 sleep = _time.sleep  # module-level so tests can skip the throttle backoff
+
+
+def _utc_close(market: Market) -> datetime:
+    """A market's close on a fixed reference day, in UTC (to compare exchanges)."""
+    from zoneinfo import ZoneInfo
+
+    return datetime.combine(date(2026, 1, 15), market.close, tzinfo=ZoneInfo(market.tz)).astimezone(ZoneInfo("UTC"))
 
 
 class YFinanceSource(Source):
@@ -92,6 +99,14 @@ class YFinanceSource(Source):
         _check_number(config, "timeout", 1, 300, "config.timeout", subject)
         _check_number(config, "throttle_backoff", 0, 3600, "config.throttle_backoff", subject)
         return super().validate_config(config, subject)
+
+    @classmethod
+    def trading_day_close(cls, dataset: str, params: dict[str, Any]) -> tuple[str, time]:
+        # A ticker list may span exchanges: the one that closes last (in UTC) dates the day, so a
+        # run scheduled after it has every exchange's session of that day (indices, FX: US hours).
+        markets = {market_of(t) for t in params.get("tickers") or []} - {None} or {US}
+        latest = max(markets, key=lambda m: _utc_close(m))
+        return latest.tz, latest.close
 
     @classmethod
     def validate_parameters(cls, dataset: str, params: dict[str, Any], subject: str = "job group") -> dict[str, Any]:
@@ -267,7 +282,29 @@ class YFinanceSource(Source):
             "%s %s..%s: %d row(s) for %d/%d ticker(s), %d request(s), %d failed",
             unit.key, start, end, len(rows), len(tickers) - len(errors), len(tickers), rlog.requests, len(errors),
         )
-        return FetchResult(rows=rows, requests=rlog.requests, item_errors=errors, retryable_items=retryable & set(errors))
+        # Yahoo restates Adj Close on every dividend and split, and its OHLCV on every split
+        # (dividend amounts in corporate_actions are split-adjusted too): the events restate history
+        actions = [
+            CorporateAction(code=a["code"], date=date.fromisoformat(a["date"]), action=a["action"],
+                            factor=float(a["value"]))
+            for t in tickers if t in frames
+            for a in self._actions(t, frames[t], start, end, allowed[t])
+            if dataset == "daily_quotes" or a["action"] == "split"
+        ]
+        return FetchResult(rows=rows, requests=rlog.requests, item_errors=errors,
+                           retryable_items=retryable & set(errors), actions=actions)
+
+    def fetch_history(self, dataset: str, code: str, start: date, end: date) -> FetchResult:
+        """ONE history fetch (``yf.download`` of this ticker alone) over ``[start, end]``; bars missing
+        from the span are not an error here (only stored rows are brought in line)."""
+        ticker = code.strip().upper()
+        unit = FetchUnit(key=f"ticker:{ticker}", kind="tickers",
+                         params={"tickers": [ticker], "start": start.isoformat(), "end": end.isoformat()})
+        result = self.fetch(dataset, unit)
+        if ticker in result.item_errors and not result.rows:
+            cls = RetryableSourceError if ticker in result.retryable_items else PermanentSourceError
+            raise cls(f"{ticker}: {result.item_errors[ticker]}")
+        return FetchResult(rows=result.rows, requests=result.requests, actions=result.actions)
 
     def _download(self, session: Any, tickers: list[str], start: date, end: date) -> pd.DataFrame | None:
         import yfinance as yf

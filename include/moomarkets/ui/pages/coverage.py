@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from moomarkets.ui.auth import Identity, page_identity
 from moomarkets.ui.pages.common import call, new_router, render
+from moomarkets.warehouse import checks as data_checks
 from moomarkets.warehouse import queries
 from moomarkets.warehouse.datasets import DATASETS
 
@@ -46,11 +47,14 @@ async def coverage_page(
             result = await run_in_threadpool(call, queries.coverage, dataset, source, start_d, end_d, code_list or None)
         except ValueError as exc:
             error = str(exc)
+    check_days = {}
+    if result:  # days whose latest data check (per group and check) failed
+        check_days = await run_in_threadpool(call, data_checks.failed_days, source, dataset, start_d, end_d)
     return render(
         request, "coverage.html", ident, nav="coverage", options=options, datasets=sorted(DATASETS), result=result,
         error=error, form={"dataset": dataset or "", "source": source or "", "start": start_d.isoformat(),
                            "end": end_d.isoformat(), "codes": " ".join(code_list)},
-        weeks=_weeks(result["days"]) if result else [], today=today,
+        weeks=_weeks(result["days"]) if result else [], today=today, check_days=check_days,
     )
 
 

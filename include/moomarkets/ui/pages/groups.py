@@ -1,4 +1,4 @@
-"""Job group pages: list, detail with recent runs, new/edit forms, enable/disable, run now, backfill."""
+"""Job group pages: list, detail with recent runs, new/edit forms, enable/disable, run now, backfill, verify."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from moomarkets.config.validate import next_runs
-from moomarkets.errors import AirflowOpError
-from moomarkets.services import groups, runs, views
+from moomarkets.errors import AirflowOpError, MooMarketsError, NotFoundError
+from moomarkets.services import groups, runs, verify, views
+from moomarkets.services import restate as restate_service
+from moomarkets.warehouse import checks as data_checks
 from moomarkets.services.effects import Outcome
 from moomarkets.services.inputs import InputError, parse_json_object
-from moomarkets.ui.auth import Identity, is_allowed, page_identity, page_requires, require_page
+from moomarkets.ui.auth import Identity, PageError, is_allowed, page_identity, page_requires, require_page
 from moomarkets.ui.pages.common import (
     call,
     field_errors,
@@ -110,6 +112,8 @@ async def _detail_page(
         return views.get_group(conn, name), queries.group_runs(conn, name)
 
     group, recent = await run_in_threadpool(call, load)
+    restated = await run_in_threadpool(call, lambda conn: restate_service.recent_for_group(conn, name))
+    checked = await run_in_threadpool(call, lambda conn: data_checks.recent_results(conn, name))
     states = await run_in_threadpool(views.dag_states, [name])
     try:
         upcoming = next_runs(group["schedule"], group["timezone"], count=3)
@@ -121,6 +125,7 @@ async def _detail_page(
     values.update(backfill_values or {})
     return render(
         request, "group_detail.html", ident, status_code=422 if backfill_errors else 200, group=group, runs=recent,
+        restatements=restated, checks=checked,
         state=states.get(name), upcoming=upcoming, can_edit=is_allowed(ident, "edit", name),
         can_run=is_allowed(ident, "run", name), nav="groups", backfill=values, backfill_errors=backfill_errors or {},
         reprocess_labels=runs.REPROCESS_LABELS, active_runs_range=(runs.MIN_ACTIVE_RUNS, runs.MAX_ACTIVE_RUNS),
@@ -198,3 +203,20 @@ async def group_backfill(request: Request, name: str, ident: Identity = Depends(
          *outcome.messages],
         name=name,
     )
+
+
+@router.post("/groups/{name}/verify", name="group_verify")
+async def group_verify(request: Request, name: str, ident: Identity = Depends(page_requires("run"))) -> RedirectResponse:
+    """A sampled, read-only verify of the last week against the source (what ``moomarkets verify`` does)."""
+    from moomarkets import settings
+
+    try:
+        report = await run_in_threadpool(verify.verify_recent, settings.database_url(), name)
+    except NotFoundError as exc:
+        raise PageError(404, exc.reason) from None
+    except MooMarketsError as exc:
+        return redirect(request, "group_page", [f"Verify not run: {exc}"], name=name)
+    except psycopg.Error as exc:
+        return redirect(request, "group_page", [f"Verify not run: the warehouse failed ({type(exc).__name__})"],
+                        name=name)
+    return redirect(request, "group_page", [verify.describe(report)], name=name)
