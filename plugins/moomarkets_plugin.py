@@ -1,9 +1,10 @@
 """MooMarkets management pages in Airflow's UI (thin: the app lives in ``moomarkets.ui``).
 
 ``fastapi_apps`` mounts the app at /moomarkets in the api-server; ``external_views`` puts it in
-Airflow's navigation (shown in an iframe at /plugin/moomarkets); ``timetables`` registers the job
-groups' timetable. The app checks Airflow's login
-itself on every route: a mounted app is not behind Airflow's auth by default.
+Airflow's navigation (shown in an iframe at /plugin/moomarkets). The app checks Airflow's login
+itself on every route: a mounted app is not behind Airflow's auth by default. The job groups'
+timetable is registered by its own small plugin (``moomarkets_timetables.py``), so scheduling never
+depends on this app importing.
 """
 
 from urllib.parse import urlsplit
@@ -11,8 +12,10 @@ from urllib.parse import urlsplit
 from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 
-from moomarkets.airflow.timetables import TradingDayTimetable
+from moomarkets.airflow import warehouse
 from moomarkets.ui import URL_PREFIX, create_app
+
+warehouse.install()  # the pages' warehouse: the moomarkets_warehouse Connection (unless $MOOMARKETS_DATABASE_URL)
 
 ICON = (
     "data:image/svg+xml;utf8,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 24 24' fill='none' "
@@ -26,7 +29,6 @@ _BASE_PATH = urlsplit(conf.get("api", "base_url", fallback="") or "/").path.rstr
 
 class MooMarketsPlugin(AirflowPlugin):
     name = "moomarkets"
-    timetables = [TradingDayTimetable]  # the scheduler and API server deserialize group DAGs with it
     fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "MooMarkets management"}]
     external_views = [
         {

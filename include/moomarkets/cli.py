@@ -271,6 +271,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     from moomarkets.services import runs
 
+    if args.history:
+        return _backfill_history(args)
     request = runs.backfill_request(args.from_date, args.to_date, args.reprocess_behavior, args.max_active_runs)
     with _connect(args) as conn:
         out = runs.backfill(conn, args.name, request, user_name=getpass.getuser(), dry_run=args.dry_run)
@@ -280,6 +282,26 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             out)
     for start, end in plan.intervals:
         print(f"  data interval {start.isoformat()} .. {end.isoformat()}")
+    return EXIT_OK
+
+
+def _backfill_history(args: argparse.Namespace) -> int:
+    """History mode: the range in few DAG runs of multi-day units (moomarkets.services.history)."""
+    import getpass
+
+    from moomarkets.services import history
+
+    request = history.history_request(args.from_date, args.to_date, args.run_days, args.unit_days, args.redo)
+    out = history.backfill_history(args.database_url, args.name, request, user_name=getpass.getuser(),
+                                   via="cli", dry_run=args.dry_run)
+    plan = out.value
+    verb = "would queue" if args.dry_run else "queued"
+    n = sum(1 for c in plan.chunks if c.todo or request.redo) if args.dry_run else len(plan.queued)
+    _report(f"{verb} {n} history run(s) of {args.name}: {plan.days_todo} of {plan.days} trading day(s) "
+            f"{request.from_date}..{request.to_date} to load, about {plan.eta_seconds:.0f} s at the rate limit", out)
+    for c in plan.chunks:
+        what = c.run_id or ("already loaded" if not (c.todo or request.redo) else "-")
+        print(f"  {c.from_date} .. {c.to_date}: {c.todo}/{c.days} day(s) to load  {what}")
     return EXIT_OK
 
 
@@ -393,7 +415,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="moomarkets", description="MooMarkets Ingest: data sources and job groups")
-    p.add_argument("--database-url", default=None, help="warehouse URL (default: $MOOMARKETS_DATABASE_URL)")
+    p.add_argument("--database-url", default=None, help="warehouse URL (default: $MOOMARKETS_DATABASE_URL, else the Airflow connection moomarkets_warehouse)")
     p.add_argument("--no-airflow", action="store_true", help="do not touch Airflow (pools, pause state)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -458,6 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--reprocess-behavior", default="none", choices=list(REPROCESS_BEHAVIORS))
     x.add_argument("--max-active-runs", type=int, default=1, help=f"1..{MAX_ACTIVE_RUNS}")
     x.add_argument("--dry-run", action="store_true", help="only list the runs it would create")
+    x.add_argument("--history", action="store_true",
+                   help="history mode: few runs of multi-day units, skipping days already loaded")
+    x.add_argument("--run-days", type=int, default=None, help="--history: trading days per run (default 250)")
+    x.add_argument("--unit-days", type=int, default=None, help="--history: trading days per mapped unit")
+    x.add_argument("--redo", action="store_true", help="--history: reload days already loaded too")
     x.set_defaults(func=cmd_backfill)
     x = sub.add_parser("run", help="queue a manual run of a group's DAG (latest complete interval)")
     x.add_argument("name"); x.set_defaults(func=cmd_run)
@@ -470,16 +497,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warehouse_url() -> str:
+    """$MOOMARKETS_DATABASE_URL, else the Airflow Connection ``moomarkets_warehouse`` (or
+    $MOOMARKETS_WAREHOUSE_CONN_ID) from Airflow's secrets backends, as tasks and the UI see it."""
+    from importlib.util import find_spec
+
+    from moomarkets import settings
+
+    if find_spec("airflow") is not None:  # without Airflow only the env override names the warehouse
+        from moomarkets.airflow.warehouse import install
+
+        install()
+    return settings.database_url()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from moomarkets import settings
     from moomarkets.errors import MooMarketsError
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.database_url = args.database_url or settings.database_url()
     try:
+        args.database_url = args.database_url or _warehouse_url()
         return args.func(args)
-    except MooMarketsError as exc:
+    except (MooMarketsError, settings.WarehouseNotConfigured) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -32,6 +32,11 @@ class ConfigStoreUnavailable(MooMarketsError):
     """The config database could not be read (and no snapshot could stand in)."""
 
 
+class WarehouseConnectionError(ConfigStoreUnavailable):
+    """The warehouse's Airflow Connection is missing, not a usable postgres connection, or could not
+    be read in time; the message names the connection id, never its password."""
+
+
 class SourceError(MooMarketsError):
     """A data source API call failed. ``retryable`` says whether trying again can help.
 

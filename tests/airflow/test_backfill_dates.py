@@ -81,6 +81,16 @@ def test_one_day_is_one_run_and_run_history_is_unchanged():
     assert len(scheduled) == 1 and scheduled[0].logical_date == info.logical_date
 
 
+def test_a_weekend_end_does_not_pull_in_the_next_monday_and_a_close_on_a_run_time_counts():
+    tt = TradingDayTimetable("0 19 * * 1-5", TOKYO, market_timezone=TOKYO, market_close=CLOSE)
+    sunday = D1 - dt.timedelta(days=1)
+    assert loaded_days(runs_for(tt, D1 - dt.timedelta(days=7), sunday), TOKYO, CLOSE) == trading_days(
+        D1 - dt.timedelta(days=7), sunday)  # Mon 9 .. Fri 13, not Mon 16
+    # a run time exactly at the close: the close belongs to the interval starting then
+    on_tick = TradingDayTimetable("30 15 * * 1-5", TOKYO, market_timezone=TOKYO, market_close=CLOSE)
+    assert loaded_days(runs_for(on_tick, D1, D2), TOKYO, CLOSE) == trading_days(D1, D2)
+
+
 def test_a_morning_schedule_loads_the_previous_days_disclosures():
     # /fins/summary: a day "closes" at 23:59 Tokyo; the 08:00 run loads yesterday
     close = dt.time(23, 59)

@@ -48,12 +48,29 @@ def credentials_from_connection(conn: Any) -> Credentials:
     return Credentials(secret=password, host=host, extra=dict(extra))
 
 
-def get_credentials(conn_id: str) -> Credentials:
-    """Read ``conn_id`` when a task runs; a missing Connection means no credentials (Yahoo needs none)."""
-    from airflow.sdk import Connection
+def lookup(conn_id: str) -> Any:
+    """The Connection from the secrets backends of this process's context.
 
+    In a task (a supervisor channel is set): the Task SDK's lookup (env vars, a configured backend
+    such as Vault, then the API server). Anywhere else (the ``moomarkets`` CLI, the API server):
+    the lookup ``airflow connections get`` uses (env vars, a configured backend, the metadata DB),
+    because the Task SDK's lookup outside a task leaves the metadata DB out.
+    """
+    from airflow.sdk.execution_time import task_runner
+
+    if getattr(task_runner, "SUPERVISOR_COMMS", None) is not None:
+        from airflow.sdk import Connection
+
+        return Connection.get(conn_id)
+    from airflow.models.connection import Connection as StoredConnection
+
+    return StoredConnection.get_connection_from_secrets(conn_id)
+
+
+def get_credentials(conn_id: str) -> Credentials:
+    """Read ``conn_id`` when it is needed; a missing Connection means no credentials (Yahoo needs none)."""
     try:
-        conn = Connection.get(conn_id)
+        conn = lookup(conn_id)
     except Exception as exc:  # noqa: BLE001 - only "not defined" is tolerated
         if type(exc).__name__ not in _MISSING:
             raise
@@ -64,10 +81,8 @@ def get_credentials(conn_id: str) -> Credentials:
 
 def connection_exists(conn_id: str) -> bool | None:
     """Whether Airflow has the connection (None when that cannot be told)."""
-    from airflow.sdk import Connection
-
     try:
-        Connection.get(conn_id)
+        lookup(conn_id)
     except Exception as exc:  # noqa: BLE001
         return False if type(exc).__name__ in _MISSING else None
     return True

@@ -100,14 +100,28 @@ def build_group_dag(spec: GroupSpec) -> DAG:
             """Ask the source for the cheapest fetch units for this run's data interval."""
             from airflow.sdk.configuration import conf
 
+            from moomarkets.pipeline import history
+
             url = url_env()
-            interval = Interval(context["data_interval_start"], context["data_interval_end"])
+            try:  # a history run (conf {"history": {"from", "to"}}) plans that range, not its interval
+                wanted = history.parse_conf(context["dag_run"].conf)
+            except ConfigError as exc:
+                raise AirflowFailException(str(exc)) from None
+            if wanted is not None:
+                interval = history.history_interval(pipe, wanted)
+            else:
+                interval = Interval(context["data_interval_start"], context["data_interval_end"])
             ok, reason = runner.group_is_runnable(url, group.name)
             if not ok:
                 runner.record_skipped(
                     pipe, dag_id=dag_id, run_id=context["run_id"], url=url, reason=reason, interval=interval
                 )
                 raise AirflowSkipException(reason)
+            if wanted is not None:
+                return history.plan_units(
+                    pipe, wanted, dag_id=dag_id, run_id=context["run_id"], url=url,
+                    max_units=conf.getint("core", "max_map_length", fallback=1024),
+                )
             return runner.plan_units(
                 pipe,
                 interval,
@@ -175,7 +189,11 @@ def build_group_dag(spec: GroupSpec) -> DAG:
         @task(task_id="record_run", trigger_rule=TriggerRule.ALL_DONE, retries=2, outlets=[asset])
         def record_run(**context: Any) -> dict[str, Any]:
             """Close the run record: per-unit rows and failures, restatements and checks; the group's status."""
-            summary = runner.record_run(dag_id=dag_id, run_id=context["run_id"], url=url_env())
+            # a step that returned nothing failed or crashed (a clean failure is recorded in the
+            # warehouse too; a timeout or a DB error is known only here)
+            unfinished = [step for step in ("restate_history", "check_loaded")
+                          if context["ti"].xcom_pull(task_ids=step) is None]
+            summary = runner.record_run(dag_id=dag_id, run_id=context["run_id"], url=url_env(), unfinished=unfinished)
             if summary["status"] == "skipped":
                 raise AirflowSkipException("run skipped: group disabled or source inactive")
             if summary["status"] == "missing":
@@ -191,8 +209,11 @@ def build_group_dag(spec: GroupSpec) -> DAG:
                 )
             context["outlet_events"][asset].extra = {
                 "group": group.name,
-                "data_interval_start": context["data_interval_start"].isoformat(),
-                "data_interval_end": context["data_interval_end"].isoformat(),
+                # None on a history run (no data interval): its range is in "history"
+                "data_interval_start": _iso_or_none(context.get("data_interval_start")),
+                "data_interval_end": _iso_or_none(context.get("data_interval_end")),
+                **({"history": context["dag_run"].conf["history"]}
+                   if isinstance(context["dag_run"].conf, dict) and "history" in context["dag_run"].conf else {}),
                 "units": summary["units_total"],
                 "rows_loaded": summary["rows_loaded"],
             }
@@ -228,6 +249,10 @@ def build_placeholder_dag(name: str, reason: str) -> DAG:
     return dag
 
 
+def _iso_or_none(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 def _tz(name: str):
     from zoneinfo import ZoneInfo
 
@@ -235,7 +260,13 @@ def _tz(name: str):
 
 
 def build_dags(namespace: dict[str, Any] | None = None) -> dict[str, DAG]:
-    """Build one DAG per job group (or only the one a worker asked for) into ``namespace``."""
+    """Build one DAG per job group (or only the one a worker asked for) into ``namespace``.
+
+    The warehouse is the ``moomarkets_warehouse`` Connection (unless ``$MOOMARKETS_DATABASE_URL``),
+    here and in the tasks of this process; resolving it is bounded like the config read."""
+    from moomarkets.airflow.warehouse import install
+
+    install()
     only = get_parsing_context().dag_id
     loaded = load_specs(only=only)
     dags: dict[str, DAG] = {}

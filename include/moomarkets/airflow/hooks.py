@@ -31,11 +31,14 @@ class _SourceHook(BaseHook):
     def _configured_source(self):
         """The ``data_sources`` row using this connection (its code names the shared limiter and
         its config the rate), or None when there is none or the warehouse cannot be read."""
+        from moomarkets import settings
+        from moomarkets.airflow.warehouse import install
         from moomarkets.warehouse import config_store as store
         from moomarkets.warehouse.db import connect
 
+        install()  # the warehouse Connection, wherever the Test button runs
         try:
-            with connect(connect_timeout=3, statement_timeout_ms=3000) as conn:
+            with connect(settings.database_url(timeout=3), connect_timeout=3, statement_timeout_ms=3000) as conn:
                 rows = [s for s in store.list_sources(conn) if s.conn_id == self.conn_id and s.kind == self.source_kind]
         except Exception as exc:  # noqa: BLE001 - the Test button still works without the warehouse
             self.log.info("MooMarkets warehouse not readable (%s): testing without the shared rate limit",

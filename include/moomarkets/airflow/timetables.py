@@ -14,7 +14,7 @@ Airflow parsed), so the CLI, the REST API and the UI Backfill form all mean the 
 daily schedule after the close that is exactly the trading days D1..D2; a coarser schedule (weekly)
 loads whole intervals, including their days before D1.
 
-Registered by the package's Airflow plugin (``plugins/moomarkets_plugin.py``): the scheduler and
+Registered by the package's Airflow plugin (``plugins/moomarkets_timetables.py``): the scheduler and
 the API server must be able to deserialize it.
 """
 
@@ -69,9 +69,10 @@ class TradingDayTimetable(CronDataIntervalTimetable):
         return instance(dt.datetime.combine(day, self.market_close, tzinfo=ZoneInfo(self.market_timezone))).in_tz("UTC")
 
     def interval_containing(self, moment: DateTime) -> DataInterval:
-        """The data interval (start, end] that ``moment`` falls in."""
-        end = self._align_to_next(moment)  # the first run time at or after the moment
-        return DataInterval(start=self._get_prev(end), end=end)
+        """The data interval [start, end) that ``moment`` falls in (the sources load the closes in
+        [start, end), so a close exactly on a run time belongs to the run that starts then)."""
+        start = self._align_to_prev(moment)  # the last run time at or before the moment
+        return DataInterval(start=start, end=self._get_next(start))
 
     def interval_for_day(self, day: dt.date) -> DataInterval:
         """The data interval of the run that loads ``day`` (the one containing its close)."""
@@ -85,7 +86,7 @@ class TradingDayTimetable(CronDataIntervalTimetable):
         if restriction.catchup and (restriction.earliest is not None or restriction.latest is not None):
             restriction = TimeRestriction(
                 earliest=self._first_start(restriction.earliest),
-                latest=self._first_start(restriction.latest),
+                latest=self._last_start(restriction.latest),
                 catchup=True,
             )
         return super().next_dagrun_info(
@@ -97,3 +98,17 @@ class TradingDayTimetable(CronDataIntervalTimetable):
         if bound is None:
             return None
         return self.interval_for_day(bound.date()).start
+
+    def _last_start(self, bound: dt.datetime | None) -> DateTime | None:
+        """Like :meth:`_first_start` for the range's end, except when the end is a weekend: the run
+        holding a Sunday's close loads Monday, after the range, so the run before it is the last."""
+        if bound is None:
+            return None
+        last = bound.date()
+        interval = self.interval_for_day(last)
+        day = last
+        while self.close_of(day) >= interval.start:  # the days whose close this run holds, up to `last`
+            if day.weekday() < 5:
+                return interval.start
+            day -= dt.timedelta(days=1)
+        return self._get_prev(interval.start)

@@ -38,6 +38,10 @@ API_PORT = int(os.environ.get("MOOMARKETS_API_PORT", "8080"))
 FAKE_PORT = int(os.environ.get("MOOMARKETS_FAKE_JQUANTS_PORT", "8765"))
 EXAMPLE = ROOT / "include" / "moomarkets" / "examples" / "example.yaml"
 EXAMPLE_GROUP = "jp_daily_quotes"
+# The warehouse reaches every component as the Airflow Connection moomarkets_warehouse (created by
+# `up`, like a deployment's AIRFLOW_CONN_MOOMARKETS_WAREHOUSE); the URL is for the stack's own report.
+WAREHOUSE_CONN_ID = "moomarkets_warehouse"
+WAREHOUSE_URL = f"postgresql://postgres@127.0.0.1:{PG_PORT}/moomarkets"
 # stop order: the scheduler first (no new task starts), the rest after
 COMPONENTS = ["scheduler", "dag-processor", "triggerer", "api-server"]
 BIN = Path(sys.executable).parent
@@ -86,7 +90,6 @@ def stack_env() -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "20",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        "MOOMARKETS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{PG_PORT}/moomarkets",
         "MOOMARKETS_SNAPSHOT_PATH": str(home / "moomarkets" / "config_snapshot.json"),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -142,15 +145,20 @@ def _configure_connection(env: dict[str, str]) -> str:
             "description": "LOCAL FAKE J-Quants v2 server (synthetic data) - set JQUANTS_API_KEY for the real API",
         }
         mode = f"LOCAL FAKE J-Quants v2 server at http://127.0.0.1:{FAKE_PORT}/v2 (synthetic data; no key set)"
-    subprocess.run([str(BIN / "airflow"), "connections", "delete", "jquants_default"], env=env, check=False,
+    _import_connection(env, "jquants_default", conn)
+    return mode
+
+
+def _import_connection(env: dict[str, str], conn_id: str, conn: dict[str, Any]) -> None:
+    """Create or replace an Airflow connection in the metadata DB."""
+    subprocess.run([str(BIN / "airflow"), "connections", "delete", conn_id], env=env, check=False,
                    capture_output=True, text=True)
     # Through a private file, not argv: a key on the command line is visible in `ps` and in errors.
     with tempfile.TemporaryDirectory(prefix="moomarkets-conn-") as tmp:
         path = Path(tmp) / "connections.json"
-        path.write_text(json.dumps({"jquants_default": conn}))
+        path.write_text(json.dumps({conn_id: conn}))
         path.chmod(0o600)
         _run([str(BIN / "airflow"), "connections", "import", str(path)], capture_output=True)
-    return mode
 
 
 class Api:
@@ -226,6 +234,10 @@ def up(args: argparse.Namespace) -> int:
     pg.create_database("airflow")
     print("[2/6] migrations: Airflow metadata DB and the MooMarkets warehouse")
     _run([str(BIN / "airflow"), "db", "migrate"], capture_output=True)
+    # from here on every `moomarkets` command, task and page finds the warehouse through this connection
+    _import_connection(env, WAREHOUSE_CONN_ID, {
+        "conn_type": "postgres", "host": "127.0.0.1", "port": PG_PORT, "login": "postgres", "schema": "moomarkets",
+        "description": "MooMarkets warehouse (local embedded PostgreSQL)"})
     _run([str(BIN / "moomarkets"), "db", "upgrade"])
     print("[3/6] example data sources and job groups, their pools")
     _run([str(BIN / "moomarkets"), "import", str(EXAMPLE)])
@@ -269,7 +281,7 @@ def up(args: argparse.Namespace) -> int:
 def _report(run_id: str) -> None:
     from moomarkets.warehouse import db, queries
 
-    with db.connect(stack_env()["MOOMARKETS_DATABASE_URL"]) as conn:
+    with db.connect(WAREHOUSE_URL) as conn:
         print("\nrows loaded, per dataset (every group that has run so far):")
         for row in queries.dataset_totals(conn):
             print(f"  {row['dataset']:<18} {row['rows']:>8} rows   sources: {','.join(row['sources']) or '-'}")

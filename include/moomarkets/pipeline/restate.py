@@ -133,7 +133,7 @@ def restate_run(
                 conn, source=pipe.source_code, dataset=dataset.name, code=code, event_date=e["event_date"],
                 action=e["action"])) is not None]
             span = store.stale_span(conn, dataset, pipe.source_code, code, before=before,
-                                    older_than=min(as_ofs) if as_ofs else None)
+                                    older_than=max(as_ofs) if as_ofs else None)
             if span is None:  # nothing stored from before the source knew: the event is recorded, 0 requests
                 with conn.transaction():
                     store.mark_done(conn, ids, rows_changed=0, requests=0, span=None)
@@ -184,7 +184,7 @@ def restate_codes(
     todo: list[tuple[str, tuple[date, date], list[int]]] = []
     missing: list[str] = []
     with connect(url) as conn:
-        for code in dict.fromkeys(c.strip() for c in codes):
+        for code in dict.fromkeys(cls.normalize_code(c) for c in codes):
             stored = store.stored_span(conn, dataset, source_row.code, code)
             if stored is None:
                 missing.append(code)

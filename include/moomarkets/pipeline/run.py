@@ -104,6 +104,9 @@ def fetch_and_load(
         try:
             asked = datetime.now(timezone.utc)  # the as-of of the rows' adjusted values
             result = source.fetch(pipe.group.dataset, unit)
+            # when we learned of any corporate action in these rows: stamped after the fetch, so
+            # rows another unit asked for while this fetch ran count as possibly stale
+            detected = datetime.now(timezone.utc)
             requests = result.requests
             error = None
             if result.item_errors:
@@ -115,7 +118,7 @@ def fetch_and_load(
                 restatements.record_detected(
                     conn, source=pipe.source_code, dataset=pipe.group.dataset,
                     actions=source.corporate_actions(pipe.group.dataset, result), dag_id=dag_id, run_id=run_id,
-                    as_of=asked,
+                    as_of=detected,
                 )
                 runs.mark_unit_done(conn, run_pk, unit.key, rows=len(result.rows), requests=requests, error=error)
                 runs.refresh_run_progress(conn, run_pk)
@@ -140,9 +143,10 @@ def fetch_and_load(
     return summary
 
 
-def record_run(*, dag_id: str, run_id: str, url: str) -> dict[str, Any]:
+def record_run(*, dag_id: str, run_id: str, url: str, unfinished: list[str] | None = None) -> dict[str, Any]:
     """Close the run record from its units, its restatements and its data checks; returns the
-    summary (status "missing" when the plan task never opened the run)."""
+    summary (status "missing" when the plan task never opened the run). ``unfinished`` names steps
+    that did not complete (a crashed restatement or check task leaves no record of its own)."""
     empty = {"units_total": 0, "units_failed": 0, "rows_loaded": 0, "failed_units": [], "problems": []}
     with connect(url) as conn, conn.transaction():
         found = runs.run_status(conn, dag_id, run_id)
@@ -153,6 +157,7 @@ def record_run(*, dag_id: str, run_id: str, url: str) -> dict[str, Any]:
             return {"status": "skipped", **empty}
         problems = [f"restatement {line}" for line in restatements.failed_restatements(conn, dag_id, run_id)]
         problems += [f"check {line}" for line in checks.error_checks(conn, dag_id, run_id)]
+        problems += [f"{step} did not complete" for step in unfinished or []]
         return runs.finish_run(conn, run_pk, problems=problems)
 
 

@@ -156,6 +156,11 @@ class Source(abc.ABC):
         return [spec] if isinstance(spec, str) else list(spec)
 
     @classmethod
+    def normalize_code(cls, code: str) -> str:
+        """A code as the warehouse stores it (e.g. J-Quants "7203" -> "72030"); sources override."""
+        return code.strip()
+
+    @classmethod
     def max_concurrency(cls, config: dict[str, Any]) -> int:
         return int(config.get("max_concurrency", cls.default_max_concurrency))
 

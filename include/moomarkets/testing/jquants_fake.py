@@ -25,6 +25,8 @@ without the internet or a key. Which real spec page each behaviour follows:
   required), /markets/calendar (/en/spec/mkt-cal; ``hol_div``, ``from``, ``to``),
   /indices/bars/daily (/en/spec/idx-bars-daily; ``code`` or ``date``) and
   /indices/bars/daily/topix (/en/spec/idx-bars-daily-topix; ``from``/``to``).
+- /bulk/list, /bulk/get (/en/spec/bulk-list, /en/spec/bulk-get) and the signed-URL downloads:
+  gzip CSV files with the same rows as the API, in ``jquants_bulk`` (``FakeConfig.bulk``).
 - Fields: every field of each endpoint, in the v2 names (daily bars with the morning/afternoon
   sessions, the master with ``ProdCat``, all 111 /fins/summary fields); the lists, and the spec page
   and official client column list each follows, are in ``jquants_fields``.
@@ -66,6 +68,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
 
+from moomarkets.testing import jquants_bulk
 from moomarkets.testing import jquants_data as fd
 
 BANNER = "FAKE J-Quants v2 server (local, synthetic data)"
@@ -111,6 +114,8 @@ class FakeConfig:
     faults: list[Any] = field(default_factory=list)
     n_issues: int = fd.DEFAULT_N_ISSUES
     today: date | None = None  # data up to this day (and splits applied as of it); None = all
+    bulk: bool = True  # the plan includes bulk files (/bulk/list, /bulk/get); False: 403 (jquants_bulk)
+    bulk_url_ttl: float = 300.0  # seconds a signed download URL lives (/en/spec/bulk-get: 5 minutes)
 
 
 def _as_fault(spec: Any) -> Fault:
@@ -328,6 +333,8 @@ def create_app(config: FakeConfig | None = None) -> FastAPI:
                 state.statuses[idx] = resp.status_code
         return resp
 
+    jquants_bulk.install(app, state)  # /bulk-files/<token> downloads, before the catch-all below
+
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
     async def unknown(path: str) -> Response:
         return _msg(403, MSG_NO_PATH)  # the real API gateway: 403, never 404
@@ -357,10 +364,12 @@ def create_app(config: FakeConfig | None = None) -> FastAPI:
                 return _msg(status, fault.message or (MSG_SERVER if status >= 500 else "Bad Request"))
         if not state._rate_ok():
             return _msg(429, MSG_RATE)  # no Retry-After, as the real API
-        if path not in ENDPOINTS:
+        if path not in ENDPOINTS and path not in jquants_bulk.BULK_PATHS:
             return _msg(403, MSG_NO_PATH)
         if request.headers.get("x-api-key") != config.api_key:
             return _msg(403, MSG_BAD_KEY)
+        if path in jquants_bulk.BULK_PATHS:  # the plan's bulk flag and endpoints apply inside
+            return jquants_bulk.handle(path, params, request, state)
         if config.plan_endpoints is not None and path not in config.plan_endpoints:
             return _msg(403, MSG_PLAN_API)
         qh = _query_hash(path, params)

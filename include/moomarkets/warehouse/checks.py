@@ -30,7 +30,9 @@ LOOKBACK_DAYS = 10  # "previous business day": the latest loaded day at most thi
 # Adjustment conventions by source kind: J-Quants' AdjFactor is the factor *effective on* a date
 # (adj = raw x the product of later factors, Adj* rounded to 0.1); Yahoo's factor is the row's own
 # cumulative adj_close / close (adj_open..adj_low = raw x factor, 6 decimals).
-ADJUSTMENT_CONVENTIONS = {"jquants": ("later_factors", 0.05), "yfinance": ("row_factor", 1e-5)}
+# Tolerances are the sources' rounding: J-Quants rounds Adj* prices to 0.1 yen; Yahoo's raw prices are
+# stored rounded to its price hint (a cent) while adj_* keep Yahoo's unrounded values x factor.
+ADJUSTMENT_CONVENTIONS = {"jquants": ("later_factors", 0.05), "yfinance": ("row_factor", 0.005)}
 LISTED_INFO_KINDS = ("jquants",)  # sources whose listed_info says which issues trade on a day
 
 

@@ -74,11 +74,11 @@ def load_specs(
 
     Raises ConfigStoreUnavailable when neither can be read.
     """
-    url = url or settings.database_url()
     timeout = settings.config_timeout() if timeout is None else timeout
     snapshot = snapshot or settings.snapshot_path()
     try:
-        specs = read_database(url, timeout, only=only)
+        # the URL too is bounded: resolving the warehouse Connection may wait on a secrets backend
+        specs = read_database(url or settings.database_url(timeout=timeout), timeout, only=only)
     except Exception as exc:  # any DB trouble: fall back, never take the DAGs down
         reason = describe(exc)
         try:

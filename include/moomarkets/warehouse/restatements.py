@@ -179,7 +179,7 @@ def mark_done(
     for n, rid in enumerate(ids):
         conn.execute(
             """
-            UPDATE restatements SET status = 'done', rows_changed = %s, requests = %s, error = NULL,
+            UPDATE restatements SET status = 'done', rows_changed = %s, requests = requests + %s, error = NULL,
                    span_start = %s, span_end = %s, finished_at = now()
              WHERE id = %s
             """,
@@ -200,16 +200,18 @@ def mark_failed(conn: psycopg.Connection, ids: list[int], *, error: str, request
 
 
 def failed_restatements(conn: psycopg.Connection, dag_id: str, run_id: str) -> list[str]:
-    """One line per failed restatement of the run ("80350 split 2026-03-30: <error>"), for record_run."""
+    """One line per restatement of the run that failed or never ran ("80350 split 2026-03-30: <error>"),
+    for record_run: either leaves the warehouse on the old basis."""
     rows = _tuples(conn).execute(
         """
         SELECT code, action, event_date, error FROM restatements
-         WHERE dag_id = %s AND run_id = %s AND status = 'failed'
+         WHERE dag_id = %s AND run_id = %s AND status IN ('failed', 'pending')
          ORDER BY code, event_date, id
         """,
         (dag_id, run_id),
     ).fetchall()
-    return [f"{code} {action} {d.isoformat() if d else '-'}: {err or 'failed'}" for code, action, d, err in rows]
+    return [f"{code} {action} {d.isoformat() if d else '-'}: {err or 'not restated (restate_history did not finish)'}"
+            for code, action, d, err in rows]
 
 
 def summarize_run(conn: psycopg.Connection, dag_id: str, run_id: str) -> dict[str, Any]:

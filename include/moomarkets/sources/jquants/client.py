@@ -203,7 +203,13 @@ class JQuantsClient:
         cap = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
         return self._rng.uniform(0, cap)
 
-    def _request(self, path: str, params: dict[str, Any], *, attempts: int | None = None) -> dict[str, Any]:
+    def get_object(self, path: str, params: dict[str, Any], field: str) -> dict[str, Any]:
+        """One request whose 200 body is an object with a string ``field`` (e.g. /bulk/get's
+        ``url``) instead of a ``data`` list; the same limiter, retries and errors."""
+        return self._request(path, params, field=field)
+
+    def _request(self, path: str, params: dict[str, Any], *, attempts: int | None = None,
+                 field: str | None = None) -> dict[str, Any]:
         if not self._api_key:
             raise AuthError("no J-Quants API key configured (the connection's password is empty)")
         attempts = attempts or self.max_attempts
@@ -230,7 +236,7 @@ class JQuantsClient:
             else:
                 status = resp.status_code
                 if status in (200, 210):
-                    body, detail = self._parse(resp)
+                    body, detail = self._parse(resp, field)
                     if body is not None:
                         return body
                     kind = "malformed"
@@ -266,7 +272,7 @@ class JQuantsClient:
             reason = type(exc).__name__
         return reason
 
-    def _parse(self, resp: requests.Response) -> tuple[dict[str, Any] | None, str]:
+    def _parse(self, resp: requests.Response, field: str | None = None) -> tuple[dict[str, Any] | None, str]:
         ctype = resp.headers.get("Content-Type", "")
         try:
             body = resp.json()
@@ -276,6 +282,11 @@ class JQuantsClient:
                                f"{len(resp.content)} bytes, starts {head!r})", self._secret)
         if isinstance(body, dict) and isinstance(body.get("data"), list):
             return body, ""
+        if field is not None:
+            if isinstance(body, dict) and isinstance(body.get(field), str):
+                return body, ""
+            keys = sorted(body)[:5] if isinstance(body, dict) else type(body).__name__
+            return None, scrub(f"JSON without a '{field}' string (got {keys})", self._secret)
         if resp.status_code == 210 and isinstance(body, dict):
             log.info("J-Quants answered 210 (no content/partial): %s",
                      scrub(str(body.get("message", "")), self._secret))

@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from moomarkets.errors import ConfigError
 from moomarkets.sources.base import CorporateAction, FetchResult, FetchUnit, Interval, Source, chunk, market_dates
+from moomarkets.sources.jquants import bulk
 from moomarkets.sources.jquants.client import JQuantsClient
 from moomarkets.sources.jquants.settings import (
     API_PREFIX,
@@ -80,17 +81,21 @@ class JQuantsSource(Source):
 
     # -- config -----------------------------------------------------------------------------
     @classmethod
+    def normalize_code(cls, code: str) -> str:
+        return normalize_code(code)
+
+    @classmethod
     def validate_config(cls, config: dict[str, Any], subject: str = "data source") -> dict[str, Any]:
         plan = config.get("plan")
         if plan is not None and (not isinstance(plan, str) or plan not in PLAN_RATES):
             raise ConfigError(
                 f"plan must be one of {', '.join(PLAN_RATES)}, got {plan!r}", field="config.plan", subject=subject
             )
-        unknown = set(config) - {"plan", "rate_limit", "max_concurrency", "timeout"}
+        unknown = set(config) - {"plan", "rate_limit", "max_concurrency", "timeout", "bulk"}
         if unknown:
             raise ConfigError(
                 f"unknown setting(s) {', '.join(sorted(map(str, unknown)))} (allowed: plan, rate_limit,"
-                " max_concurrency, timeout)",
+                " max_concurrency, timeout, bulk)",
                 field="config",
                 subject=subject,
             )
@@ -100,6 +105,7 @@ class JQuantsSource(Source):
                 f"timeout must be a number of seconds from 1 to 300, got {timeout!r}", field="config.timeout",
                 subject=subject,
             )
+        bulk.validate_bulk_mode(config, subject)
         return super().validate_config(config, subject)
 
     @classmethod
@@ -244,8 +250,15 @@ class JQuantsSource(Source):
                 )
                 for b in batches
             ]
+        # whole market over a range: bulk files where they cost fewer requests (sources/jquants/bulk.py)
+        bulk_units: list[FetchUnit] = []
+        if not tickers and mode == "auto" and bulk.bulk_allowed(dataset, self.config):
+            bulk_units, days = bulk.plan_bulk_units(days, max_units)
+            if not days:
+                return bulk_units
+            size = -(-len(days) // max(1, max_units - len(bulk_units)))
         batches = chunk([d.isoformat() for d in days], size)
-        return [
+        return bulk_units + [
             FetchUnit(
                 key=f"date:{b[0]}" if len(b) == 1 else f"dates:{b[0]}..{b[-1]}",
                 kind="dates",
@@ -271,6 +284,8 @@ class JQuantsSource(Source):
             for day in unit.params["dates"]:
                 for code in unit.params["codes"]:
                     raw.extend(client.get_all(path, {"code": code, "date": compact(day)}))
+        elif unit.kind == "bulk":  # bulk files (falls back to date= queries; see bulk.py)
+            raw = bulk.fetch_bulk_unit(client, dataset, unit)
         elif unit.kind == "codes":
             if dataset not in BY_CODE_RANGE_DATASETS:
                 raise ConfigError(f"{path} has no per-code range query; {dataset} units must be by date")

@@ -86,6 +86,10 @@ class YFinanceSource(Source):
 
     # -- config -----------------------------------------------------------------------------
     @classmethod
+    def normalize_code(cls, code: str) -> str:
+        return code.strip().upper()  # Yahoo symbols are upper case (7203.T, BRK-B)
+
+    @classmethod
     def validate_config(cls, config: dict[str, Any], subject: str = "data source") -> dict[str, Any]:
         unknown = set(config) - set(cls.CONFIG_KEYS)
         if unknown:

@@ -119,6 +119,7 @@ async def _detail_page(
         upcoming = next_runs(group["schedule"], group["timezone"], count=3)
     except Exception:  # noqa: BLE001 - a hand-edited schedule must not take the page down
         upcoming = []
+    history_load = await run_in_threadpool(_history_progress, name)
     today = date.today()
     values = {"from_date": (today - timedelta(days=7)).isoformat(), "to_date": (today - timedelta(days=1)).isoformat(),
               "reprocess_behavior": "none", "max_active_runs": "1"}
@@ -129,7 +130,19 @@ async def _detail_page(
         state=states.get(name), upcoming=upcoming, can_edit=is_allowed(ident, "edit", name),
         can_run=is_allowed(ident, "run", name), nav="groups", backfill=values, backfill_errors=backfill_errors or {},
         reprocess_labels=runs.REPROCESS_LABELS, active_runs_range=(runs.MIN_ACTIVE_RUNS, runs.MAX_ACTIVE_RUNS),
+        history_load=history_load,
     )
+
+
+def _history_progress(name: str) -> dict[str, Any] | None:
+    """The latest history load's progress (None when there is none, or when it cannot be read)."""
+    from moomarkets import settings
+    from moomarkets.services import history
+
+    try:
+        return history.history_progress(settings.database_url(), name)
+    except Exception:  # noqa: BLE001 - the page must stay up
+        return None
 
 
 @router.get("/groups/{name}", name="group_page", response_class=HTMLResponse)
@@ -185,6 +198,8 @@ async def group_run(request: Request, name: str, ident: Identity = Depends(page_
 @router.post("/groups/{name}/backfill", name="group_backfill", response_class=HTMLResponse)
 async def group_backfill(request: Request, name: str, ident: Identity = Depends(page_requires("run"))) -> Any:
     form = await read_form(request)
+    if is_checked(form, "history"):
+        return await _history_backfill(request, name, ident, form)
     try:
         req = runs.backfill_request(form.get("from_date"), form.get("to_date"), form.get("reprocess_behavior"),
                                     form.get("max_active_runs"))
@@ -200,6 +215,32 @@ async def group_backfill(request: Request, name: str, ident: Identity = Depends(
     return redirect(
         request, "group_page",
         [f"Backfill {plan.backfill_id} created: {len(plan.intervals)} run(s) for {req.from_date} to {req.to_date}.",
+         *outcome.messages],
+        name=name,
+    )
+
+
+async def _history_backfill(request: Request, name: str, ident: Identity, form: Any) -> Any:
+    """The Backfill form in history mode: few runs of multi-day units (moomarkets.services.history)."""
+    from moomarkets import settings
+    from moomarkets.services import history
+
+    try:
+        req = history.history_request(form.get("from_date"), form.get("to_date"))
+    except InputError as exc:
+        values = {**{k: form.get(k, "") for k in BACKFILL_FIELDS}, "history": "on"}
+        return await _detail_page(request, name, ident, backfill_values=values,
+                                  backfill_errors=field_errors(exc, BACKFILL_FIELDS))
+    try:
+        outcome = await run_in_threadpool(history.backfill_history, settings.database_url(), name, req,
+                                          user_name=ident.name, via="ui")
+    except (MooMarketsError, psycopg.Error) as exc:
+        return redirect(request, "group_page", [f"History load not queued: {exc}"], name=name)
+    plan = outcome.value
+    return redirect(
+        request, "group_page",
+        [f"History load queued: {len(plan.queued)} run(s), {plan.days_todo} of {plan.days} trading day(s) "
+         f"{req.from_date} to {req.to_date} to load (about {plan.eta_seconds:.0f} s at the rate limit).",
          *outcome.messages],
         name=name,
     )
