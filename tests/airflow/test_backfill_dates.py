@@ -24,8 +24,8 @@ from moomarkets.sources.base import Interval, market_dates
 from moomarkets.testing.jpx_calendar import trading_days
 from moomarkets.warehouse import config_store
 from moomarkets.warehouse.db import connect
+from dagtest import CONFIG  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TOKYO, CLOSE = "Asia/Tokyo", dt.time(15, 30)
 # Mon 2026-11-16 follows a weekend; Fri 2026-11-20 is the business day before Labour Thanksgiving
@@ -119,14 +119,6 @@ def test_the_timetable_survives_serialization():
 
 
 # -- through Airflow ------------------------------------------------------------------------------
-CONFIG = """
-data_sources:
-  - {code: jquants, name: J-Quants, kind: jquants, conn_id: jquants_default, is_active: true,
-     config: {rate_limit: 600/minute, max_concurrency: 2}}
-job_groups:
-  - {name: jp_daily_quotes, description: All listed issues, data_source: jquants, dataset: daily_quotes,
-     schedule: "0 19 * * 1-5", timezone: Asia/Tokyo, parameters: {universe: all_listed}, is_enabled: true}
-"""
 
 
 @pytest.mark.integration

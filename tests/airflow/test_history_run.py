@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,18 +14,10 @@ import yaml
 
 from moomarkets.warehouse import config_store as store
 from moomarkets.warehouse.db import connect
+from dagtest import CONFIG, get_dag  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = """
-data_sources:
-  - {code: jquants, name: J-Quants, kind: jquants, conn_id: jquants_default, is_active: true,
-     config: {rate_limit: 600/minute, max_concurrency: 2}}
-job_groups:
-  - {name: jp_daily_quotes, description: All listed issues, data_source: jquants, dataset: daily_quotes,
-     schedule: "0 19 * * 1-5", timezone: Asia/Tokyo, parameters: {universe: all_listed}, is_enabled: true}
-"""
 
 
 @pytest.fixture
@@ -50,15 +41,6 @@ def group_env(warehouse_url, airflow_db, fake, monkeypatch, tmp_path):
     return warehouse_url
 
 
-def get_dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.import_errors == {}
-    dag = bag.dags[dag_id]
-    for task in dag.tasks:
-        task.retry_delay, task.max_retry_delay = timedelta(seconds=1), timedelta(seconds=2)
-    return dag
 
 
 def fake_keys(first: date, last: date) -> set[tuple[str, str]]:

@@ -5,9 +5,8 @@ then equals what the fake J-Quants server serves now."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -17,10 +16,10 @@ import yaml
 from moomarkets.testing import jquants_data as fd
 from moomarkets.warehouse import config_store as store
 from moomarkets.warehouse.db import connect
+from dagtest import get_dag  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKYO = ZoneInfo("Asia/Tokyo")
 KEY = "restate-dag-key-2718"
 N = 12
@@ -36,15 +35,6 @@ COLS = ("open", "high", "low", "close", "volume", "turnover", "adjustment_factor
         "adj_close", "adj_volume")
 
 
-def get_dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.import_errors == {}
-    dag = bag.dags[dag_id]
-    for task in dag.tasks:
-        task.retry_delay, task.max_retry_delay = timedelta(seconds=1), timedelta(seconds=2)
-    return dag
 
 
 def test_split_day_run_restates_history_in_the_same_run(warehouse_url, airflow_db, monkeypatch, tmp_path):

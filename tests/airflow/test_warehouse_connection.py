@@ -12,8 +12,7 @@ import json
 import os
 import threading
 import time
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import date, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -27,19 +26,11 @@ from moomarkets.errors import WarehouseConnectionError
 from moomarkets.warehouse import config_store as store
 from moomarkets.warehouse.config_snapshot import load_specs
 from moomarkets.warehouse.db import connect
+from dagtest import CONFIG, get_dag  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKYO = ZoneInfo("Asia/Tokyo")
 PASSWORD = "wh-S3cret/pass word%"  # trust auth ignores it; special characters test the URL quoting
 CONN_ENV = "AIRFLOW_CONN_MOOMARKETS_WAREHOUSE"
-CONFIG = """
-data_sources:
-  - {code: jquants, name: J-Quants, kind: jquants, conn_id: jquants_default, is_active: true,
-     config: {rate_limit: 600/minute, max_concurrency: 2}}
-job_groups:
-  - {name: jp_daily_quotes, description: All listed issues, data_source: jquants, dataset: daily_quotes,
-     schedule: "0 19 * * 1-5", timezone: Asia/Tokyo, parameters: {universe: all_listed}, is_enabled: true}
-"""
 
 
 def conn_json(url: str, **extra) -> str:
@@ -73,16 +64,6 @@ def wh(warehouse_url, monkeypatch, tmp_path):
     return warehouse_url
 
 
-def get_dag(dag_id: str):
-    """The group's DAG parsed from dags/ (retry delays shortened, as in test_group_run)."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.import_errors == {}
-    dag = bag.dags[dag_id]
-    for task in dag.tasks:
-        task.retry_delay, task.max_retry_delay = timedelta(seconds=1), timedelta(seconds=2)
-    return dag
 
 
 # -- the Connection -> URL mapping (no database) --------------------------------------------------

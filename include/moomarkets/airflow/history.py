@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from moomarkets.errors import AirflowOpError
 
 RUN_ID_PREFIX = "history__"
 
@@ -18,30 +17,10 @@ def trigger_history_run(
     """Queue one manual run with ``conf`` and no logical date (so no data interval: ``plan_units``
     reads the range from ``conf``); returns its run id. Runs of a DAG start in ``run_after`` order,
     one at a time (the group DAG's ``max_active_runs`` is 1)."""
-    from airflow.api.common.trigger_dag import trigger_dag
-    from airflow.exceptions import DagNotFound, DagRunAlreadyExists
-    from airflow.utils.types import DagRunTriggeredByType
+    from moomarkets.airflow.ops import trigger
 
-    try:
-        run = trigger_dag(
-            dag_id,
-            run_id=run_id,
-            conf=conf,
-            triggered_by=DagRunTriggeredByType.UI if from_ui else DagRunTriggeredByType.CLI,
-            triggering_user_name=user_name,
-            logical_date=None,
-            run_after=run_after,
-            note=note,
-        )
-    except DagNotFound:
-        raise AirflowOpError(f"DAG {dag_id} is not parsed yet; try again in a minute") from None
-    except DagRunAlreadyExists:
-        raise AirflowOpError(f"run {run_id} of {dag_id} already exists") from None
-    except ValueError as exc:
-        raise AirflowOpError(str(exc)) from None
-    if run is None:
-        raise AirflowOpError(f"Airflow did not create a run for {dag_id}")
-    return run.run_id
+    return trigger(dag_id, run_id=run_id, conf=conf, logical_date=None, run_after=run_after, user_name=user_name,
+                   note=note, from_ui=from_ui, exists_message=f"run {run_id} of {dag_id} already exists")
 
 
 def unfinished_history_runs(dag_id: str) -> list[tuple[str, str]]:

@@ -103,32 +103,55 @@ def describe_schedule(schedule: str, timezone: str) -> str:
 
 
 # -- runs -----------------------------------------------------------------------------------
-def trigger_run(dag_id: str, *, user_name: str | None = None, note: str | None = None, from_ui: bool = True) -> str:
-    """Queue a manual run for the latest complete data interval (what "Trigger" does); returns its run id."""
+def trigger(
+    dag_id: str,
+    *,
+    run_id: str | None = None,
+    conf: dict[str, Any] | None = None,
+    logical_date: datetime | None,
+    run_after: datetime,
+    user_name: str | None = None,
+    note: str | None = None,
+    from_ui: bool = True,
+    exists_message: str,
+) -> str:
+    """Queue a manual run with Airflow's own ``trigger_dag`` (what "Trigger" does); returns its run id.
+
+    Every refusal becomes one AirflowOpError line; ``exists_message`` is the one for a run that
+    already exists (a double click, a history chunk queued before).
+    """
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.exceptions import DagNotFound, DagRunAlreadyExists
     from airflow.utils.types import DagRunTriggeredByType
 
-    now = datetime.now(dt_timezone.utc).replace(microsecond=0)
     try:
         run = trigger_dag(
             dag_id,
+            run_id=run_id,
+            conf=conf,
             triggered_by=DagRunTriggeredByType.UI if from_ui else DagRunTriggeredByType.CLI,
             triggering_user_name=user_name,
-            # a logical date makes Airflow infer the data interval: the last complete one
-            logical_date=now,
-            run_after=now,
+            logical_date=logical_date,
+            run_after=run_after,
             note=note,
         )
     except DagNotFound:
         raise AirflowOpError(f"DAG {dag_id} is not parsed yet; try again in a minute") from None
     except DagRunAlreadyExists:
-        raise AirflowOpError(f"a run of {dag_id} was just triggered; try again in a second") from None
+        raise AirflowOpError(exists_message) from None
     except ValueError as exc:
         raise AirflowOpError(str(exc)) from None
     if run is None:
         raise AirflowOpError(f"Airflow did not create a run for {dag_id}")
     return run.run_id
+
+
+def trigger_run(dag_id: str, *, user_name: str | None = None, note: str | None = None, from_ui: bool = True) -> str:
+    """Queue a manual run for the latest complete data interval; returns its run id."""
+    now = datetime.now(dt_timezone.utc).replace(microsecond=0)
+    # a logical date makes Airflow infer the data interval: the last complete one
+    return trigger(dag_id, logical_date=now, run_after=now, user_name=user_name, note=note, from_ui=from_ui,
+                   exists_message=f"a run of {dag_id} was just triggered; try again in a second")
 
 
 @dataclass

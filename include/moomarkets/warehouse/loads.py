@@ -16,6 +16,25 @@ from psycopg import sql
 from moomarkets.warehouse.datasets import Dataset
 
 
+def _stage(conn: psycopg.Connection, dataset: Dataset, rows: Iterable[dict[str, Any]]) -> None:
+    """COPY ``rows`` into the transaction's temp twin of the dataset's table (emptied first)."""
+    tmp = sql.Identifier(f"tmp_{dataset.table}")
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {table} INCLUDING DEFAULTS, _seq bigserial) "
+            "ON COMMIT DELETE ROWS"
+        ).format(tmp=tmp, table=sql.Identifier(dataset.table))
+    )
+    conn.execute(sql.SQL("TRUNCATE {tmp}").format(tmp=tmp))
+    cols = dataset.columns
+    with conn.cursor() as cur:
+        copy_sql = sql.SQL("COPY {tmp} ({cols}) FROM STDIN").format(
+            tmp=tmp, cols=sql.SQL(", ").join(map(sql.Identifier, cols)))
+        with cur.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(tuple(row.get(c) for c in cols))
+
+
 def upsert_rows(
     conn: psycopg.Connection, dataset: Dataset, rows: Iterable[dict[str, Any]], *, as_of: datetime | None = None
 ) -> int:
@@ -37,17 +56,7 @@ def upsert_rows(
     table = sql.Identifier(dataset.table)
     col_list = sql.SQL(", ").join(map(sql.Identifier, cols))
     key_list = sql.SQL(", ").join(map(sql.Identifier, dataset.key))
-    conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {table} INCLUDING DEFAULTS, _seq bigserial) "
-            "ON COMMIT DELETE ROWS"
-        ).format(tmp=tmp, table=table)
-    )
-    conn.execute(sql.SQL("TRUNCATE {tmp}").format(tmp=tmp))
-    with conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY {tmp} ({cols}) FROM STDIN").format(tmp=tmp, cols=col_list)) as copy:
-            for row in rows:
-                copy.write_row(tuple(row.get(c) for c in cols))
+    _stage(conn, dataset, rows)
     values = dataset.value_columns
     set_list = sql.SQL(", ").join(
         sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values
@@ -77,18 +86,7 @@ def _upsert_as_of(
     all_cols = (*cols, dataset.as_of_column)
     col_list = sql.SQL(", ").join(map(sql.Identifier, all_cols))
     key_list = sql.SQL(", ").join(map(sql.Identifier, dataset.key))
-    conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {table} INCLUDING DEFAULTS, _seq bigserial) "
-            "ON COMMIT DELETE ROWS"
-        ).format(tmp=tmp, table=table)
-    )
-    conn.execute(sql.SQL("TRUNCATE {tmp}").format(tmp=tmp))
-    with conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY {tmp} ({cols}) FROM STDIN").format(
-                tmp=tmp, cols=sql.SQL(", ").join(map(sql.Identifier, cols)))) as copy:
-            for row in rows:
-                copy.write_row(tuple(row.get(c) for c in cols))
+    _stage(conn, dataset, rows)
     # one as-of for the whole fetch; the transaction's clock when the caller gives none
     conn.execute(sql.SQL("UPDATE {tmp} SET {aso} = coalesce(%s::timestamptz, now())").format(tmp=tmp, aso=aso),
                  (as_of,))
