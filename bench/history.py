@@ -14,7 +14,7 @@ and measures wall time from the command to the last run's end against the floor
 (minimum requests / rate limit), task instances, DAG runs, 429s and rows against the fake's.
 
     .venv/bin/python bench/history.py [--days 250] [--per-day-days 40] [--issues 4000] [--page-size 2000]
-                                      [--slots 4] [--rates light=60/15,premium=500/60]
+                                      [--slots 4] [--rates light=60/30,premium=500/60]
 """
 
 from __future__ import annotations
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--page-size", type=int, default=2000)
     ap.add_argument("--slots", type=int, default=4, help="the source's max_concurrency (pool slots)")
     ap.add_argument("--max-active-runs", type=int, default=8, help="per-day backfill's parallel runs")
-    ap.add_argument("--rates", default="light=60/15,premium=500/60",
+    ap.add_argument("--rates", default="light=60/30,premium=500/60",
                     help="label=LIMIT/WINDOW_SECONDS,... (fake and source)")
     ap.add_argument("--year", type=int, default=2025, help="the trading days end on Dec 19 of this year")
     ap.add_argument("--timeout", type=float, default=900)
