@@ -59,7 +59,7 @@ def main() -> int:
     from moomarkets.sources.base import Credentials, Interval
     from moomarkets.testing import jquants_data as fd
     from moomarkets.testing.jquants_fake import FakeConfig, running_fake
-    from moomarkets.warehouse import checks as wh_checks
+    from moomarkets.warehouse import check_results
     from moomarkets.warehouse import config_store as store
     from moomarkets.warehouse import migrate
     from moomarkets.warehouse.db import connect
@@ -104,7 +104,7 @@ def main() -> int:
                 check_s = time.perf_counter() - t0
                 assert summary["status"] == "passed", summary
                 with connect(url) as conn:
-                    per = {r["check_name"]: r for r in wh_checks.run_results(conn, "jp_bars", run_id)}
+                    per = {r["check_name"]: r for r in check_results.run_results(conn, "jp_bars", run_id)}
                 rows_out.append((d, per["price_sanity"]["checked"], load_s, check_s, per))
     finally:
         pg.stop()

@@ -17,7 +17,7 @@ from moomarkets.pipeline import GroupPipeline
 from moomarkets.pipeline import checks as data_checks
 from moomarkets.pipeline import run as runner
 from moomarkets.sources.base import Credentials, Interval
-from moomarkets.warehouse import checks as wh_checks
+from moomarkets.warehouse import check_results
 from moomarkets.warehouse import config_store as store
 from moomarkets.warehouse.db import connect
 
@@ -87,7 +87,7 @@ def test_what_the_fake_serves_passes_every_check(setup, warehouse_url):
             summary = check(pipes, name, run_id, warehouse_url)
             assert summary["status"] == "passed" and not summary["warnings"], summary
     with connect(warehouse_url) as conn:
-        results = wh_checks.run_results(conn, "jp_bars", "mar")
+        results = check_results.run_results(conn, "jp_bars", "mar")
     assert {r["check_name"] for r in results} == {"price_sanity", "completeness", "adjusted_consistency",
                                                   "row_count_drop"}
     assert all(r["passed"] and r["checked"] > 0 for r in results)
@@ -108,7 +108,7 @@ def test_an_error_check_fails_the_run_with_examples_and_a_warn_check_only_record
     assert not by_name["row_count_drop"]["passed"] and by_name["row_count_drop"]["severity"] == "warn"
     assert by_name["adjusted_consistency"]["passed"]
     with connect(warehouse_url) as conn:
-        errors = wh_checks.error_checks(conn, "jp_bars", "r1")
+        errors = check_results.error_checks(conn, "jp_bars", "r1")
     assert sorted(summary["errors"]) == errors and len(errors) == 2
     assert errors[0].startswith("completeness (error): 5 of") and "e.g. " in errors[0]
     assert errors[1].startswith("price_sanity (error): 1 of") and "72030 2026-11-18 (low/high" in errors[1]
@@ -117,7 +117,7 @@ def test_an_error_check_fails_the_run_with_examples_and_a_warn_check_only_record
     # a rerun of the checks replaces the results, never adds
     check(pipes, "jp_bars", "r1", warehouse_url)
     with connect(warehouse_url) as conn:
-        assert len(wh_checks.run_results(conn, "jp_bars", "r1")) == 4
+        assert len(check_results.run_results(conn, "jp_bars", "r1")) == 4
 
 
 def test_group_config_changes_severity_and_thresholds(setup, warehouse_url):

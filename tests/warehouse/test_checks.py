@@ -11,7 +11,7 @@ from moomarkets.config.checks import Check, dataset_checks
 from moomarkets.sources.base import Credentials
 from moomarkets.sources.jquants.source import JQuantsSource
 from moomarkets.testing import jquants_data as fd
-from moomarkets.warehouse import checks, loads
+from moomarkets.warehouse import check_results, checks, loads
 from moomarkets.warehouse.datasets import get_dataset
 from moomarkets.warehouse.db import connect
 
@@ -190,10 +190,10 @@ def test_results_are_saved_replaced_on_rerun_and_error_checks_name_them(warehous
     warn = {**check(warehouse_url, "row_count_drop", [day]), "severity": "warn"}
     with connect(warehouse_url) as conn, conn.transaction():
         for _ in range(2):
-            checks.save_results(conn, group_name="g", dag_id="g", run_id="r1", dataset="daily_quotes",
+            check_results.save_results(conn, group_name="g", dag_id="g", run_id="r1", dataset="daily_quotes",
                                 results=[result, warn])
     with connect(warehouse_url) as conn:
-        assert checks.error_checks(conn, "g", "r1") == [result["message"]]
-        assert len(checks.run_results(conn, "g", "r1")) == 2
-        assert [r["check_name"] for r in checks.latest_results(conn, "g")] == ["price_sanity", "row_count_drop"]
-        assert checks.error_checks(conn, "g", "other") == []
+        assert check_results.error_checks(conn, "g", "r1") == [result["message"]]
+        assert len(check_results.run_results(conn, "g", "r1")) == 2
+        assert [r["check_name"] for r in check_results.latest_results(conn, "g")] == ["price_sanity", "row_count_drop"]
+        assert check_results.error_checks(conn, "g", "other") == []

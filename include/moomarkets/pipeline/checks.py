@@ -1,7 +1,8 @@
 """Data checks after every load, as a plain function over a :class:`GroupPipeline` (no Airflow).
 
 The Airflow layer runs :func:`run_checks` in the task ``check_loaded`` right before ``record_run``;
-tests call it directly. The SQL and the ``check_results`` writes live in ``warehouse.checks``.
+tests call it directly. The check SQL lives in ``warehouse.checks``, the ``check_results`` rows in
+``warehouse.check_results``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from typing import Any
 
 from moomarkets.pipeline.group import GroupPipeline
+from moomarkets.warehouse import check_results
 from moomarkets.warehouse import checks as wh_checks
 from moomarkets.warehouse import runs
 from moomarkets.warehouse.db import connect
@@ -47,7 +49,7 @@ def run_checks(pipe: GroupPipeline, *, dag_id: str, run_id: str, url: str) -> di
             checks=group_checks(pipe),
             codes=pipe.group.parameters.get("tickers"),
         )
-        wh_checks.save_results(
+        check_results.save_results(
             conn, group_name=pipe.name, dag_id=dag_id, run_id=run_id, dataset=pipe.dataset.name, results=results
         )
     errors = [r["message"] for r in results if not r["passed"] and r["severity"] == "error"]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from moomarkets.errors import MooMarketsError, PermanentSourceError, RetryableSourceError, scrub
 from moomarkets.pipeline.group import GroupPipeline
 from moomarkets.sources.base import Credentials, FetchUnit, Interval
-from moomarkets.warehouse import checks, loads, restatements, runs, trading_calendar
+from moomarkets.warehouse import check_results, loads, restatements, runs, trading_calendar
 from moomarkets.warehouse.db import connect
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ def record_run(*, dag_id: str, run_id: str, url: str, unfinished: list[str] | No
         if status == "skipped":
             return {"status": "skipped", **empty}
         problems = [f"restatement {line}" for line in restatements.failed_restatements(conn, dag_id, run_id)]
-        problems += [f"check {line}" for line in checks.error_checks(conn, dag_id, run_id)]
+        problems += [f"check {line}" for line in check_results.error_checks(conn, dag_id, run_id)]
         problems += [f"{step} did not complete" for step in unfinished or []]
         return runs.finish_run(conn, run_pk, problems=problems)
 

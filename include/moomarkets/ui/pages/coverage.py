@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from moomarkets.ui.auth import Identity, page_identity
 from moomarkets.ui.pages.common import call, new_router, render
-from moomarkets.warehouse import checks as data_checks
+from moomarkets.warehouse import check_results
 from moomarkets.warehouse import queries
 from moomarkets.warehouse.datasets import DATASETS
 
@@ -49,7 +49,7 @@ async def coverage_page(
             error = str(exc)
     check_days = {}
     if result:  # days whose latest data check (per group and check) failed
-        check_days = await run_in_threadpool(call, data_checks.failed_days, source, dataset, start_d, end_d)
+        check_days = await run_in_threadpool(call, check_results.failed_days, source, dataset, start_d, end_d)
     return render(
         request, "coverage.html", ident, nav="coverage", options=options, datasets=sorted(DATASETS), result=result,
         error=error, form={"dataset": dataset or "", "source": source or "", "start": start_d.isoformat(),

@@ -15,7 +15,7 @@ from moomarkets.config.validate import next_runs
 from moomarkets.errors import AirflowOpError, MooMarketsError, NotFoundError
 from moomarkets.services import groups, runs, verify, views
 from moomarkets.services import restate as restate_service
-from moomarkets.warehouse import checks as data_checks
+from moomarkets.warehouse import check_results
 from moomarkets.services.effects import Outcome
 from moomarkets.services.inputs import InputError, parse_json_object
 from moomarkets.ui.auth import Identity, PageError, is_allowed, page_identity, page_requires, require_page
@@ -113,7 +113,7 @@ async def _detail_page(
 
     group, recent = await run_in_threadpool(call, load)
     restated = await run_in_threadpool(call, lambda conn: restate_service.recent_for_group(conn, name))
-    checked = await run_in_threadpool(call, lambda conn: data_checks.recent_results(conn, name))
+    checked = await run_in_threadpool(call, lambda conn: check_results.recent_results(conn, name))
     states = await run_in_threadpool(views.dag_states, [name])
     try:
         upcoming = next_runs(group["schedule"], group["timezone"], count=3)

@@ -1,0 +1,7 @@
+"""``python -m moomarkets.cli``."""
+
+import sys
+
+from moomarkets.cli import main
+
+sys.exit(main())
