@@ -21,29 +21,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 TOKYO = ZoneInfo("Asia/Tokyo")
 
 
-@pytest.fixture
-def fake():
-    from moomarkets.testing.jquants_fake import FakeConfig, running_fake
-
-    with running_fake(FakeConfig(api_key="test-key-123456", page_size=20)) as (base_url, state):
-        yield base_url, state
-
-
-@pytest.fixture
-def group_env(warehouse_url, airflow_db, fake, monkeypatch, tmp_path):
-    base_url, _ = fake
-    monkeypatch.setenv("MOOMARKETS_SNAPSHOT_PATH", str(tmp_path / "snapshot.json"))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_JQUANTS_DEFAULT",
-        json.dumps({"conn_type": "jquants", "host": base_url, "password": "test-key-123456"}),
-    )
-    with connect(warehouse_url) as conn:
-        store.import_config(conn, yaml.safe_load(CONFIG))
-    return warehouse_url
-
-
-
-
 def table(url: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
         return conn.execute(

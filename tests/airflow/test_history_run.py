@@ -5,42 +5,23 @@ a malformed conf fails the run before any request."""
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
 
 import psycopg
 import pytest
-import yaml
 
-from moomarkets.warehouse import config_store as store
-from moomarkets.warehouse.db import connect
-from dagtest import CONFIG, get_dag  # noqa: E402
+from dagtest import get_dag  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 
-
 @pytest.fixture
 def fake():
+    """Larger pages than the default fake: history units span many days."""
     from moomarkets.testing.jquants_fake import FakeConfig, running_fake
 
     with running_fake(FakeConfig(api_key="test-key-123456", page_size=40)) as (base_url, state):
         yield base_url, state
-
-
-@pytest.fixture
-def group_env(warehouse_url, airflow_db, fake, monkeypatch, tmp_path):
-    base_url, _ = fake
-    monkeypatch.setenv("MOOMARKETS_SNAPSHOT_PATH", str(tmp_path / "snapshot.json"))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_JQUANTS_DEFAULT",
-        json.dumps({"conn_type": "jquants", "host": base_url, "password": "test-key-123456"}),
-    )
-    with connect(warehouse_url) as conn:
-        store.import_config(conn, yaml.safe_load(CONFIG))
-    return warehouse_url
-
-
 
 
 def fake_keys(first: date, last: date) -> set[tuple[str, str]]:
