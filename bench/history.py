@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import secrets
 import shutil
 import subprocess
@@ -36,6 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from moomarkets.dev import processes as procs
+from moomarkets.dev import throwaway
 from moomarkets.dev.localpg import LocalPostgres, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,39 +97,14 @@ class Stack:
         self.pg: LocalPostgres | None = None
         self.slots = slots
         self.ok = False
+        self.jwt = secrets.token_urlsafe(64)  # one secret for every component of the stack
 
     def env(self, conns: dict[str, str]) -> dict[str, str]:
-        home = procs.workdir(self.tmp)
-        home.mkdir(parents=True, exist_ok=True)
-        pw = home / "passwords.json"
-        if not pw.exists():
-            pw.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
-        return {
-            **os.environ,
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "16",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://postgres@127.0.0.1:{self.pg_port}/airflow",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(pw),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-            "AIRFLOW__API__SECRET_KEY": "bench-" + secrets.token_hex(16),
-            "AIRFLOW__API__BASE_URL": f"http://localhost:{self.api_port}",
-            "AIRFLOW__API__PORT": str(self.api_port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{self.api_port}/execution/",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            **{f"AIRFLOW_CONN_{cid.upper()}": url for cid, url in conns.items()},
-            "MOOMARKETS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{self.pg_port}/moomarkets",
-            "MOOMARKETS_SNAPSHOT_PATH": str(home / "moomarkets" / "config_snapshot.json"),
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+        return throwaway.airflow_env(
+            self.tmp, pg_port=self.pg_port, api_port=self.api_port, executor="LocalExecutor",
+            jwt_secret=self.jwt, min_file_process_interval=600,
+            extra={f"AIRFLOW_CONN_{cid.upper()}": url for cid, url in conns.items()},
+        )
 
     def cli(self, env: dict[str, str], *cmd: str) -> str:
         r = subprocess.run([str(BIN / cmd[0]), *cmd[1:]], env=env, cwd=procs.workdir(self.tmp),
@@ -143,33 +118,13 @@ class Stack:
         self.names.append(name)
 
     def wait(self, what: str, check, timeout: float, every: float = 0.5) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name in self.names:
-                if not procs.running_pid(self.tmp, name):
-                    raise RuntimeError(f"{name} exited while waiting for {what}; see {self.tmp / 'logs'}")
-            try:
-                value = check()
-                if value:
-                    return value
-            except Exception:  # noqa: BLE001 - not ready yet
-                pass
-            time.sleep(every)
-        raise RuntimeError(f"{what} not done after {timeout:.0f} s; logs in {self.tmp / 'logs'}")
+        return throwaway.wait_until(self.tmp, self.names, what, check, timeout, every)
 
     def stop(self) -> list[int]:
         if getattr(self, "_stopped", None) is not None:
             return self._stopped
         self._stopped: list[int] = []
-        running = [pid for n in self.names if (pid := procs.running_pid(self.tmp, n))]
-        tree = procs.snapshot(running)
-        procs.stop(self.tmp, [n for n in self.names if n == "scheduler"])
-        procs.stop(self.tmp, [n for n in self.names if n != "scheduler"])
-        procs.terminate(procs.leftovers(self.tmp, known=tree))
-        if self.pg is not None:
-            self.pg.stop()
-        procs.terminate(procs.leftovers(self.tmp, cwd_roots=(self.tmp,)))
-        left = [p for p in procs.leftovers(self.tmp, cwd_roots=(self.tmp,), known=tree) if procs.alive(p)]
+        left = throwaway.stop_all(self.tmp, self.names, first=lambda n: n == "scheduler", pg=self.pg)
         if not left and self.ok:
             shutil.rmtree(self.tmp, ignore_errors=True)
         self._stopped = left

@@ -31,6 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from moomarkets.dev import processes as procs
+from moomarkets.dev import throwaway
 
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -169,61 +170,25 @@ class Demo:
         self._jwt = secrets.token_urlsafe(64)
 
     def env(self, fake_url: str, fake_key: str) -> dict[str, str]:
-        home = procs.workdir(self.local)
-        pw = home / "passwords.json"
-        if not pw.exists():
-            home.mkdir(parents=True, exist_ok=True)
-            pw.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
         db = f"postgresql+psycopg://postgres@127.0.0.1:{self.pg_port}/airflow"
-        return {
-            **os.environ,
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "16",
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
-            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{db}",
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.s.concurrency),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(pw),
-            "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt,
-            "AIRFLOW__API__SECRET_KEY": "scaleout-" + secrets.token_hex(16),
-            "AIRFLOW__API__BASE_URL": f"http://localhost:{self.api_port}",
-            "AIRFLOW__API__PORT": str(self.api_port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{self.api_port}/execution/",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW_CONN_JQUANTS_DEFAULT": json.dumps({"conn_type": "jquants", "host": fake_url, "password": fake_key}),
-            "MOOMARKETS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{self.pg_port}/moomarkets",
-            "MOOMARKETS_SNAPSHOT_PATH": str(home / "moomarkets" / "config_snapshot.json"),
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+        return throwaway.airflow_env(
+            self.local, pg_port=self.pg_port, api_port=self.api_port, executor="CeleryExecutor",
+            jwt_secret=self._jwt, min_file_process_interval=30,
+            extra={
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+                "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{db}",
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.s.concurrency),
+                "AIRFLOW_CONN_JQUANTS_DEFAULT": json.dumps({"conn_type": "jquants", "host": fake_url, "password": fake_key}),
+            },
+        )
 
     def start(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         procs.start(self.local, name, cmd, env=env)
         self.names.append(name)
 
     def _wait(self, what: str, check, timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name in self.names:
-                if not procs.running_pid(self.local, name):
-                    raise RuntimeError(f"{name} exited while waiting for {what}; see {self.local / 'logs' / (name + '.log')}")
-            try:
-                value = check()
-                if value:
-                    return value
-            except Exception:  # noqa: BLE001 - not ready yet
-                pass
-            time.sleep(1)
-        raise RuntimeError(f"{what} not ready after {timeout:.0f} s; logs in {self.local / 'logs'}")
+        return throwaway.wait_until(self.local, self.names, what, check, timeout, every=1)
 
     def run(self) -> Result:
         from moomarkets.dev.localpg import LocalPostgres
@@ -321,17 +286,8 @@ class Demo:
 
     def stop(self) -> list[int]:
         """Workers and scheduler first (no new task starts), the rest, PostgreSQL, then anything left."""
-        running = [pid for n in self.names if (pid := procs.running_pid(self.local, n))]
-        tree = procs.snapshot(running)
-        order = [n for n in self.names if n.startswith("worker-") or n == "scheduler"]
-        procs.stop(self.local, order)
-        procs.stop(self.local, [n for n in self.names if n not in order])
-        procs.terminate(procs.leftovers(self.local, known=tree))
-        if self.pg is not None:
-            self.pg.stop()
-        left = procs.leftovers(self.local, cwd_roots=(self.local,))
-        procs.terminate(left)
-        left = [p for p in procs.leftovers(self.local, cwd_roots=(self.local,), known=tree) if procs.alive(p)]
+        left = throwaway.stop_all(self.local, self.names, first=lambda n: n.startswith("worker-") or n == "scheduler",
+                                  pg=self.pg)
         if self._tmp and not left and getattr(self, "_ok", False):  # keep the logs of a failed demo
             shutil.rmtree(self._tmp, ignore_errors=True)
         return left
