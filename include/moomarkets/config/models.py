@@ -17,6 +17,7 @@ class DataSource:
     description: str = ""
     is_active: bool = True
     config: dict[str, Any] = field(default_factory=dict)
+    alerts: dict[str, Any] = field(default_factory=dict)  # defaults for its groups (see config.alerts)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -34,6 +35,9 @@ class JobGroup:
     timezone: str = "UTC"
     parameters: dict[str, Any] = field(default_factory=dict)
     is_enabled: bool = True
+    depends_on: list[str] = field(default_factory=list)  # upstream group names
+    upstream_timeout: str = "6h"  # how long a run waits for its upstreams, then fails
+    alerts: dict[str, Any] = field(default_factory=dict)  # overrides the source's alert defaults
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
