@@ -38,6 +38,7 @@ def test_valid_group_is_normalized():
         ({"timezone": "Mars/Olympus"}, "timezone", "unknown IANA timezone"),
         ({"name": "Bad Name"}, "name", "lower-case"),
         ({"name": "new"}, "name", "reserved"),
+        ({"name": "moomarkets_watchdog"}, "name", "a DAG shipped with MooMarkets"),
         ({"name": "x'; DROP TABLE job_groups;--"}, "name", "lower-case"),
         ({"dataset": "tick_data"}, "dataset", "has no dataset 'tick_data'"),
         ({"parameters": {"universe": "all_listed", "tickers": ["7203"]}}, "parameters", "exactly one"),

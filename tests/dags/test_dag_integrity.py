@@ -34,7 +34,8 @@ GROUPS = sorted(g["name"] for g in yaml.safe_load(EXAMPLE.read_text())["job_grou
 def dagbag(known_pools=None):
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(ROOT / "dags"), known_pools=known_pools)
+    # the groups' file (dags/ also holds the watchdog: see test_watchdog_dag_needs_no_database)
+    return DagBag(dag_folder=str(ROOT / "dags" / "moomarkets_groups.py"), known_pools=known_pools)
 
 
 def test_every_group_becomes_a_valid_dag(configured):
@@ -50,7 +51,11 @@ def test_every_group_becomes_a_valid_dag(configured):
         assert dag.doc_md and "Parameters" in dag.doc_md
         assert dag.max_active_runs == 1 and dag.catchup is False
         assert type(dag.timetable).__name__ == "TradingDayTimetable"  # cron data intervals, backfills by trading day
-        assert [t.task_id for t in dag.tasks] == ["plan_units", "fetch_and_load", "restate_history", "check_loaded", "record_run"]
+        waits = [f"wait_for_{u}" for u in group.get("depends_on", [])]  # one deferrable sensor per upstream
+        assert [t.task_id for t in dag.tasks if t.task_id not in waits] == [
+            "plan_units", "fetch_and_load", "restate_history", "check_loaded", "record_run"]
+        assert all(dag.get_task(w).downstream_task_ids == {"plan_units"} and dag.get_task(w).pool == "default_pool"
+                   for w in waits)
         assert dag.get_task("restate_history").pool == f"moomarkets_{group['data_source']}"
         fetch = dag.get_task("fetch_and_load")
         assert fetch.pool == f"moomarkets_{group['data_source']}"
@@ -59,6 +64,17 @@ def test_every_group_becomes_a_valid_dag(configured):
         assert all(t.owner == "moomarkets" for t in dag.tasks)
     assert bag.dags["jp_watchlist_quotes"].is_paused_upon_creation is True  # disabled group
     assert bag.dags["jp_daily_quotes"].is_paused_upon_creation is False
+
+
+def test_watchdog_dag_needs_no_database(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("MOOMARKETS_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")  # never reached
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "moomarkets_watchdog.py"), known_pools={"default_pool"})
+    assert bag.import_errors == {} and not bag.dag_warnings and bag.dag_ids == ["moomarkets_watchdog"]
+    dag = bag.dags["moomarkets_watchdog"]
+    assert dag.catchup is False and dag.max_active_runs == 1 and "moomarkets" in dag.tags
+    assert all(t.owner == "moomarkets" for t in dag.tasks)
 
 
 def test_missing_pool_is_caught(configured):

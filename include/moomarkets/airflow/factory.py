@@ -19,7 +19,10 @@ from airflow.sdk import TriggerRule
 
 from moomarkets import settings
 from moomarkets.pipeline import run as runner
+from moomarkets.pipeline import upstreams
+from moomarkets.airflow import alerts, metrics
 from moomarkets.airflow.connections import get_credentials
+from moomarkets.airflow.dependencies import add_upstream_sensors
 from moomarkets.airflow.pools import pool_name
 from moomarkets.airflow.timetables import TradingDayTimetable
 from moomarkets.config.models import GroupSpec
@@ -60,7 +63,10 @@ def _doc_md(pipe: GroupPipeline) -> str:
         f"| | |\n|---|---|\n| Source | `{s.code}` ({s.name}, kind `{s.kind}`, connection `{s.conn_id}`) |\n"
         f"| Dataset | `{g.dataset}` |\n| Schedule | `{g.schedule}` ({g.timezone}), data intervals |\n"
         f"| Pool | `{pool_name(s.code)}` |\n| Enabled | {g.is_enabled} |\n"
-        f"| Asset | `moomarkets://{s.code}/{g.dataset}` (updated by each complete run) |\n\n"
+        f"| Asset | `moomarkets://{s.code}/{g.dataset}` (updated by each complete run) |\n"
+        + (f"| Depends on | {', '.join(f'`{u}`' for u in g.depends_on)} (a day loads once they loaded it;"
+           f" waits up to {g.upstream_timeout}) |\n" if g.depends_on else "")
+        + "\n"
         f"**Parameters**\n\n{params}\n\n"
         "Each run loads the trading days whose close falls in its data interval; reruns and "
         "backfills upsert, never duplicate. Managed by `moomarkets`; edit the group there, not here."
@@ -88,7 +94,8 @@ def build_group_dag(spec: GroupSpec) -> DAG:
         catchup=False,
         max_active_runs=1,
         max_active_tasks=32,
-        dagrun_timeout=timedelta(hours=12),
+        # a run may first wait for its upstreams (upstream_timeout), then load as long as any run
+        dagrun_timeout=timedelta(hours=12) + (upstreams.timeout_of(pipe) if group.depends_on else timedelta(0)),
         default_args=DEFAULT_ARGS,
         tags=["moomarkets", f"source:{source.code}", f"dataset:{group.dataset}"],
         doc_md=_doc_md(pipe),
@@ -143,7 +150,8 @@ def build_group_dag(spec: GroupSpec) -> DAG:
             credentials = get_credentials(source.conn_id)
             try:
                 return runner.fetch_and_load(
-                    pipe, unit, dag_id=dag_id, run_id=context["run_id"], credentials=credentials, url=url_env()
+                    pipe, unit, dag_id=dag_id, run_id=context["run_id"], credentials=credentials, url=url_env(),
+                    report=lambda summary: metrics.emit_unit(pipe, summary),
                 )
             except (ConfigError, SourceError) as exc:
                 if isinstance(exc, ConfigError) or not exc.retryable:
@@ -162,10 +170,14 @@ def build_group_dag(spec: GroupSpec) -> DAG:
 
             credentials = get_credentials(source.conn_id)
             try:
-                return restate.restate_run(
+                summary = restate.restate_run(
                     pipe, dag_id=dag_id, run_id=context["run_id"], credentials=credentials, url=url_env()
                 )
+                metrics.emit_restatements(pipe, summary)
+                return summary
             except (ConfigError, SourceError) as exc:
+                if isinstance(exc, restate.RestatementFailed):
+                    metrics.emit_restatements(pipe, exc.summary)
                 if isinstance(exc, ConfigError) or not exc.retryable:
                     raise AirflowFailException(scrub(str(exc), credentials.secret)) from None
                 raise
@@ -178,6 +190,7 @@ def build_group_dag(spec: GroupSpec) -> DAG:
             from moomarkets.pipeline import checks as data_checks
 
             summary = data_checks.run_checks(pipe, dag_id=dag_id, run_id=context["run_id"], url=url_env())
+            metrics.emit_checks(pipe, summary)
             if summary["status"] == "skipped":
                 raise AirflowSkipException("run skipped: group disabled or source inactive")
             if summary["errors"]:
@@ -194,10 +207,18 @@ def build_group_dag(spec: GroupSpec) -> DAG:
             unfinished = [step for step in ("restate_history", "check_loaded")
                           if context["ti"].xcom_pull(task_ids=step) is None]
             summary = runner.record_run(dag_id=dag_id, run_id=context["run_id"], url=url_env(), unfinished=unfinished)
+            metrics.emit_run(pipe, summary)
+            # failure / partial / check_errors alerts, before the run is failed below; once per run
+            # and kind even when this task is retried (the alerts_sent ledger)
+            alerts.send_run_alerts(context, url=url_env(), group=group.name, dag_id=dag_id, run_id=context["run_id"],
+                                   summary=summary, source_conn_id=source.conn_id)
             if summary["status"] == "skipped":
                 raise AirflowSkipException("run skipped: group disabled or source inactive")
             if summary["status"] == "missing":
                 raise AirflowFailException("plan_units did not record this run; see its log")
+            if summary["status"] == "failed" and not summary["units_total"] and summary["problems"]:
+                # never planned (an upstream did not load in time): the reason alone, no row counts
+                raise AirflowFailException("; ".join(summary["problems"][:5]))
             if summary["units_failed"]:
                 raise AirflowFailException(
                     f"{summary['units_failed']} of {summary['units_total']} unit(s) failed "
@@ -220,6 +241,8 @@ def build_group_dag(spec: GroupSpec) -> DAG:
             return summary
 
         units = plan_units()
+        for wait in add_upstream_sensors(pipe):  # depends_on: wait_for_<upstream> >> plan_units
+            wait >> units
         loaded = fetch_and_load.expand(unit=units)
         units >> loaded >> restate_history() >> check_loaded() >> record_run()
     return dag

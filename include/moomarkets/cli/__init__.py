@@ -30,6 +30,18 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+ALERTS_HELP = "alert settings as YAML or JSON text, or @FILE (keys: on, late_after, targets)"
+
+
+def _dependency_options(x: argparse.ArgumentParser, *, update: bool = False) -> None:
+    """A group's upstreams, how long its runs wait for them, and its alerts (add and update alike)."""
+    clears = " ('' clears)" if update else ""
+    x.add_argument("--depends-on", metavar="GROUP[,GROUP...]",
+                   help="groups whose loads of a trading day this group's run waits for" + clears)
+    x.add_argument("--upstream-timeout", metavar="DURATION", help="how long a run waits for its upstreams (default 6h)")
+    x.add_argument("--alerts", help=ALERTS_HELP + (" ('' removes them; the source's defaults apply)" if update else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="moomarkets", description="MooMarkets Ingest: data sources and job groups")
     p.add_argument("--database-url", default=None, help="warehouse URL (default: $MOOMARKETS_DATABASE_URL, else the Airflow connection moomarkets_warehouse)")
@@ -46,10 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--code", required=True); x.add_argument("--name", required=True)
     x.add_argument("--kind", required=True); x.add_argument("--conn-id", help="default: the kind's connection")
     x.add_argument("--description"); x.add_argument("--config", help="JSON, e.g. '{\"plan\": \"light\"}'")
+    x.add_argument("--alerts", help=ALERTS_HELP)
     x.add_argument("--inactive", action="store_true"); x.set_defaults(func=cmd_sources)
     x = sp.add_parser("update"); x.add_argument("code")
     for opt in ("--name", "--kind", "--conn-id", "--description", "--config"):
         x.add_argument(opt)
+    x.add_argument("--alerts", help=ALERTS_HELP + " ('' removes them)")
     x.add_argument("--active", type=_bool_arg); x.set_defaults(func=cmd_sources)
     x = sp.add_parser("remove"); x.add_argument("code"); x.set_defaults(func=cmd_sources)
 
@@ -62,10 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--dataset", required=True); x.add_argument("--schedule", required=True)
     x.add_argument("--timezone"); x.add_argument("--description")
     x.add_argument("--parameters", help="JSON, e.g. '{\"universe\": \"all_listed\"}'")
+    _dependency_options(x)
     x.add_argument("--disabled", action="store_true"); x.set_defaults(func=cmd_groups)
     x = gp.add_parser("update"); x.add_argument("name")
     for opt in ("--source", "--dataset", "--schedule", "--timezone", "--description", "--parameters"):
         x.add_argument(opt)
+    _dependency_options(x, update=True)
     x.set_defaults(func=cmd_groups)
     x = gp.add_parser("validate", help="check groups; prints the next 3 run times")
     x.add_argument("names", nargs="*"); x.set_defaults(func=cmd_groups)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import psycopg
 
+    from moomarkets.config.models import JobGroup
+
 
 from moomarkets.cli.common import EXIT_ERROR, EXIT_OK, _changes, _connect, _json_option, _report, _table
 
@@ -42,18 +44,28 @@ def cmd_sources(args: argparse.Namespace) -> int:
         elif args.action == "add":
             data = {"code": args.code, "name": args.name, "kind": args.kind, "conn_id": args.conn_id,
                     "description": args.description, "is_active": not args.inactive,
-                    "config": _json_option(args.config, "config", "--config")}
+                    "config": _json_option(args.config, "config", "--config"), "alerts": _alerts_option(args.alerts)}
             out = sources.create(conn, data, airflow=airflow)
             _report(f"added data source {out.value.code}", out)
         elif args.action == "update":
             changes = _changes(args, {"name": "name", "kind": "kind", "conn_id": "conn_id",
                                       "description": "description", "active": "is_active"},
-                               config=_json_option(args.config, "config", "--config"))
+                               config=_json_option(args.config, "config", "--config"),
+                               alerts=_alerts_option(args.alerts))
             out = sources.update(conn, args.code, changes, airflow=airflow)
             _report(f"updated data source {out.value.code}", out)
         elif args.action == "remove":
             _report(f"removed data source {args.code}", sources.remove(conn, args.code))
     return EXIT_OK
+
+
+def _alerts_option(text: str | None) -> dict[str, Any] | None:
+    """``--alerts``: YAML or JSON text, or ``@FILE``; ``''`` means none. None when not given."""
+    from moomarkets.services import config_io
+
+    if text is None or not text.startswith("@"):
+        return config_io.parse_alerts(text, label="--alerts")
+    return config_io.parse_alerts(_read_text(text[1:]), label=text[1:])
 
 
 def _latest_checks(conn: psycopg.Connection, group_name: str) -> dict[str, Any] | None:
@@ -76,7 +88,6 @@ def _latest_checks(conn: psycopg.Connection, group_name: str) -> dict[str, Any] 
 
 def cmd_groups(args: argparse.Namespace) -> int:
     from moomarkets.services import groups
-    from moomarkets.warehouse import config_store as store
     from moomarkets.warehouse import queries
 
     airflow = not args.no_airflow
@@ -93,28 +104,23 @@ def cmd_groups(args: argparse.Namespace) -> int:
                 )
             print(_table(rows, ["name", "source", "dataset", "schedule", "timezone", "enabled", "last_run", "progress", "rows"]))
         elif args.action == "show":
-            from moomarkets.services import restate
-
-            shown = store.get_group(conn, args.name).to_dict()
-            shown["recent_restatements"] = [  # corporate actions seen and the history re-fetches they caused
-                {k: r[k] for k in ("code", "event_date", "action", "factor", "status", "rows_changed", "requests",
-                                   "run_id", "error", "detected_at")}
-                for r in restate.recent_for_group(conn, args.name)
-            ]
-            shown["latest_checks"] = _latest_checks(conn, args.name)  # data checks of the last checked run
-            print(json.dumps(shown, indent=2, ensure_ascii=False, default=str))
+            print(json.dumps(_group_shown(conn, args.name), indent=2, ensure_ascii=False, default=str))
         elif args.action == "validate":
             return _validate_groups(conn, args.names)
         elif args.action == "add":
             data = {"name": args.name, "data_source": args.source, "dataset": args.dataset, "schedule": args.schedule,
                     "timezone": args.timezone, "description": args.description, "is_enabled": not args.disabled,
-                    "parameters": _json_option(args.parameters, "parameters", "--parameters")}
-            out = groups.create(conn, data)
+                    "parameters": _json_option(args.parameters, "parameters", "--parameters"),
+                    "depends_on": args.depends_on, "upstream_timeout": args.upstream_timeout,
+                    "alerts": _alerts_option(args.alerts)}
+            out = groups.create(conn, data, airflow=airflow)
             _report(f"added job group {out.value.name}", out)
         elif args.action == "update":
             changes = _changes(args, {"source": "data_source", "dataset": "dataset", "schedule": "schedule",
-                                      "timezone": "timezone", "description": "description"},
-                               parameters=_json_option(args.parameters, "parameters", "--parameters"))
+                                      "timezone": "timezone", "description": "description", "depends_on": "depends_on",
+                                      "upstream_timeout": "upstream_timeout"},
+                               parameters=_json_option(args.parameters, "parameters", "--parameters"),
+                               alerts=_alerts_option(args.alerts))
             out = groups.update(conn, args.name, changes, airflow=airflow)
             _report(f"updated job group {args.name}", out)
         elif args.action in ("enable", "disable"):
@@ -123,6 +129,38 @@ def cmd_groups(args: argparse.Namespace) -> int:
         elif args.action == "remove":
             _report(f"removed job group {args.name}", groups.remove(conn, args.name))
     return EXIT_OK
+
+
+def _group_shown(conn: psycopg.Connection, name: str) -> dict[str, Any]:
+    """What ``groups show`` prints: the stored group, then how it runs with others, what alerts it
+    sends, its recent restatements and its latest data checks."""
+    from moomarkets.services import groups, restate
+    from moomarkets.warehouse import config_store as store
+
+    group = store.get_group(conn, name)
+    shown = group.to_dict()
+    shown["dependencies"] = _dependencies_shown(conn, group)
+    shown["alerts_in_effect"] = groups.alerts_in_effect(conn, group)  # the source's defaults under the group's keys
+    shown["recent_restatements"] = [  # corporate actions seen and the history re-fetches they caused
+        {k: r[k] for k in ("code", "event_date", "action", "factor", "status", "rows_changed", "requests",
+                           "run_id", "error", "detected_at")}
+        for r in restate.recent_for_group(conn, name)
+    ]
+    shown["latest_checks"] = _latest_checks(conn, name)  # data checks of the last checked run
+    return shown
+
+
+def _dependencies_shown(conn: psycopg.Connection, group: JobGroup) -> dict[str, Any]:
+    """The group's place among the others: what its runs wait for, for how long, and who waits for it
+    (the one place to add what a run is waiting for right now)."""
+    from moomarkets.services import groups, views
+
+    return {
+        "depends_on": group.depends_on,
+        "upstream_timeout": group.upstream_timeout,
+        "downstream": groups.downstream(conn, group.name),
+        "waiting": views.group_dependencies(conn, group.name)["waiting"],  # one line per run waiting now
+    }
 
 
 def _validate_groups(conn: psycopg.Connection, names: list[str]) -> int:
@@ -152,16 +190,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def read_config_file(path: str) -> Any:
-    """The YAML in ``path`` (``-``: stdin) as data; UsageError for an unreadable file or bad YAML."""
+def _read_text(path: str) -> str:
+    """The text of ``path`` (``-``: stdin); UsageError when it cannot be read."""
     from moomarkets.errors import UsageError
-    from moomarkets.services import config_io
 
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        return sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    return config_io.parse_yaml(text, path)
+
+
+def read_config_file(path: str) -> Any:
+    """The YAML in ``path`` (``-``: stdin) as data; UsageError for an unreadable file or bad YAML."""
+    from moomarkets.services import config_io
+
+    return config_io.parse_yaml(_read_text(path), path)
 
 
 def cmd_import(args: argparse.Namespace) -> int:

@@ -66,6 +66,8 @@ def validate_alerts(value: Any, *, subject: str | None = None) -> dict[str, Any]
         return {}
     if not isinstance(value, dict):
         raise ConfigError("must be a mapping (keys: on, late_after, targets)", field="alerts", subject=subject)
+    if True in value and "on" not in value:  # YAML 1.1 reads an unquoted `on:` key as the boolean true
+        value = {("on" if k is True else k): v for k, v in value.items()}
     unknown = set(value) - _KEYS
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))} (allowed: late_after, on, targets)",

@@ -7,11 +7,13 @@ placeholder) and the UI (``ConfigError.field`` names the form field).
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from moomarkets.config.alerts import validate_alerts
 from moomarkets.config.checks import dataset_checks, validate_checks
+from moomarkets.config.durations import format_duration, parse_duration
 from moomarkets.config.models import DataSource, JobGroup
 from moomarkets.errors import ConfigError
 
@@ -19,9 +21,13 @@ SLUG_SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 SLUG_GROUP = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # Names the management UI uses as path segments (/groups/new, /sources/new): never a slug.
 RESERVED_NAMES = frozenset({"new"})
+# DAGs the package ships besides the groups' own (dags/): a group of that name would collide with them.
+SHIPPED_DAG_IDS = frozenset({"moomarkets_watchdog", "example_market_breadth"})
 CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 SECRET_HINTS = ("key", "password", "secret", "token", "credential")
 MAX_TEXT = 2000
+DEFAULT_UPSTREAM_TIMEOUT = "6h"
+MAX_UPSTREAMS = 20
 
 
 def _text(value: Any, field: str, subject: str, *, required: bool = True, max_len: int = MAX_TEXT) -> str:
@@ -72,6 +78,41 @@ def validate_timezone(tz: Any, subject: str = "group") -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"unknown IANA timezone {text!r}", field="timezone", subject=subject) from None
     return text
+
+
+def validate_depends_on(value: Any, *, name: str | None = None, subject: str | None = None) -> list[str]:
+    """A group's upstream names from a list or a comma-separated string (``""`` clears), order kept.
+
+    Only what one group can tell: whether the upstreams exist and form no cycle needs every group
+    (``config.dependencies.check_dependencies``).
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError("must be a list of job group names", field="depends_on", subject=subject)
+    out: list[str] = []
+    for upstream in (v.strip() for v in value):
+        if not SLUG_GROUP.match(upstream):
+            raise ConfigError(f"{upstream!r} is not a job group name", field="depends_on", subject=subject)
+        if upstream == name:
+            raise ConfigError("a group cannot depend on itself", field="depends_on", subject=subject)
+        if upstream in out:
+            raise ConfigError(f"{upstream!r} is listed twice", field="depends_on", subject=subject)
+        out.append(upstream)
+    if len(out) > MAX_UPSTREAMS:
+        raise ConfigError(f"at most {MAX_UPSTREAMS} upstream groups", field="depends_on", subject=subject)
+    return out
+
+
+def validate_upstream_timeout(value: Any, subject: str | None = None) -> str:
+    """How long a run waits for its upstreams (1m .. 7d), normalized (``90m`` -> ``1h30m``); blank: 6h."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return DEFAULT_UPSTREAM_TIMEOUT
+    waited = parse_duration(value, field="upstream_timeout", subject=subject, minimum=timedelta(minutes=1),
+                            maximum=timedelta(days=7))
+    return format_duration(waited)
 
 
 def next_runs(schedule: str, timezone: str, count: int = 3, after: datetime | None = None) -> list[datetime]:
@@ -125,11 +166,16 @@ def validate_source(src: DataSource) -> DataSource:
         description=_text(src.description, "description", subject, required=False),
         is_active=_bool(src.is_active, "is_active", subject),
         config=config,
+        alerts=validate_alerts(src.alerts, subject=subject),
     )
 
 
 def validate_group(group: JobGroup, source: DataSource | None, *, require_active: bool = False) -> JobGroup:
-    """Check a job group against its data source; returns a normalized copy. Raises ConfigError."""
+    """Check a job group against its data source; returns a normalized copy. Raises ConfigError.
+
+    Its upstreams are checked by name only here; that they exist and form no cycle needs every group
+    (``config.dependencies``), which the config store checks when it writes.
+    """
     from moomarkets.sources.registry import get_source_class
 
     subject = f"job group {group.name!r}" if isinstance(group.name, str) else "job group"
@@ -142,6 +188,9 @@ def validate_group(group: JobGroup, source: DataSource | None, *, require_active
         )
     if name in RESERVED_NAMES:
         raise ConfigError(f"{name!r} is reserved (the UI uses it as a page name)", field="name", subject=subject)
+    if name in SHIPPED_DAG_IDS:
+        raise ConfigError(f"{name!r} is reserved (a DAG shipped with MooMarkets has that id)", field="name",
+                          subject=subject)
     if source is None:
         raise ConfigError(f"unknown data source {group.data_source!r}", field="data_source", subject=subject)
     if require_active and not source.is_active:
@@ -175,4 +224,7 @@ def validate_group(group: JobGroup, source: DataSource | None, *, require_active
         timezone=validate_timezone(group.timezone, subject),
         parameters=parameters,
         is_enabled=_bool(group.is_enabled, "is_enabled", subject),
+        depends_on=validate_depends_on(group.depends_on, name=name, subject=subject),
+        upstream_timeout=validate_upstream_timeout(group.upstream_timeout, subject),
+        alerts=validate_alerts(group.alerts, subject=subject),
     )

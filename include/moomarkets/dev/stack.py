@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ API_PORT = int(os.environ.get("MOOMARKETS_API_PORT", "8080"))
 FAKE_PORT = int(os.environ.get("MOOMARKETS_FAKE_JQUANTS_PORT", "8765"))
 EXAMPLE = ROOT / "include" / "moomarkets" / "examples" / "example.yaml"
 EXAMPLE_GROUP = "jp_daily_quotes"
+CALENDAR_GROUP = "jp_trading_calendar"  # the example group's upstream (depends_on in example.yaml)
 # The warehouse reaches every component as the Airflow Connection moomarkets_warehouse (created by
 # `up`, like a deployment's AIRFLOW_CONN_MOOMARKETS_WAREHOUSE); the URL is for the stack's own report.
 WAREHOUSE_CONN_ID = "moomarkets_warehouse"
@@ -224,6 +225,19 @@ def _example_run(api: Api, since: datetime) -> dict:
                                                 "note": "moomarkets devstack example"})
 
 
+def _load_calendar() -> None:
+    """Queue one history run of the trading calendar over the last week before following the
+    example run: the example group depends on the calendar, so its run loads a day only once a
+    successful calendar run covered that day. The calendar's own scheduled run covers from the day
+    before it on (plus the year ahead), which on a Monday morning misses Friday's bars; the last
+    week (and the year ahead it loads too) covers whatever the latest bars interval is."""
+    today = datetime.now(UTC).date()
+    print(f"      {CALENDAR_GROUP} (upstream of {EXAMPLE_GROUP}): one history run of the last week first")
+    _run([str(BIN / "moomarkets"), "backfill", CALENDAR_GROUP, "--history",
+          "--from", (today - timedelta(days=8)).isoformat(), "--to", (today - timedelta(days=1)).isoformat()],
+         capture_output=True)
+
+
 def up(args: argparse.Namespace) -> int:
     since = datetime.now(UTC)
     env = _env()
@@ -259,6 +273,7 @@ def up(args: argparse.Namespace) -> int:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"DAG {EXAMPLE_GROUP} not parsed after 180 s; see {LOCAL / 'logs'}/dag-processor.log")
             time.sleep(2)
+    _load_calendar()
     run = _example_run(api, since)
     run_id = run["dag_run_id"]
     print(f"      {run['run_type']} run {run_id}: data interval "

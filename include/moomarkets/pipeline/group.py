@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from moomarkets.config.models import DataSource, GroupSpec, JobGroup
 from moomarkets.config.validate import validate_group
-from moomarkets.sources.base import Credentials, Source
+from moomarkets.sources.base import Credentials, Interval, Source
 from moomarkets.sources.registry import get_source_class
 from moomarkets.warehouse.datasets import Dataset, get_dataset
 
@@ -56,6 +57,10 @@ class GroupPipeline:
     @property
     def spec(self) -> GroupSpec:
         return GroupSpec(group=self.group, source=self.source_row)
+
+    def covered_days(self, interval: Interval) -> tuple[date, date] | None:
+        """(first, last) day a run over ``interval`` loads (``Source.covered_days``)."""
+        return self.source_class.covered_days(self.group.dataset, self.group.parameters, interval)
 
     def source(self, credentials: Credentials | None = None, limiter: SourceRateLimiter | None = None) -> Source:
         """A source instance; with ``limiter`` every request waits on the shared rate limit."""

@@ -174,7 +174,7 @@ def plan_units(
     with connect(url) as conn, conn.transaction():
         runs.start_run(
             conn, group_name=pipe.name, dag_id=dag_id, run_id=run_id,
-            interval_start=interval.start, interval_end=interval.end, units=payload,
+            interval_start=interval.start, interval_end=interval.end, units=payload, covers=pipe.covered_days(interval),
             plan={
                 "units": len(payload), "kinds": sorted({u.kind for u in units}),
                 "history": {**spec.to_conf()[CONF_KEY], "days": len(todo), "days_already_loaded": done},

@@ -40,11 +40,13 @@ log = logging.getLogger(__name__)
 
 
 class RestatementFailed(SourceError):
-    """One or more codes could not be restated; ``retryable`` when every failure may heal."""
+    """One or more codes could not be restated; ``retryable`` when every failure may heal;
+    ``summary`` is the step's summary (for the metrics of a failed step)."""
 
-    def __init__(self, message: str, *, retryable: bool):
+    def __init__(self, message: str, *, retryable: bool, summary: dict[str, Any] | None = None):
         super().__init__(message)
         self.retryable = retryable
+        self.summary = summary or {}
 
 
 def now() -> datetime:
@@ -99,6 +101,7 @@ def _raise_if_failed(summary: dict[str, Any]) -> None:
         raise RestatementFailed(
             f"{summary['failed']} code(s) could not be restated: {'; '.join(summary['failures'][:10])}",
             retryable=summary["retryable"],
+            summary=summary,
         )
 
 
@@ -141,6 +144,7 @@ def restate_run(
                 continue
             todo.append((code, span, ids))
     results = []
+    met: dict[str, Any] = {}  # every request (failed fetches' too), 429s, 5xx, rate-limit wait: for the metrics
     if todo:
         with ExitStack() as stack:
             if limiter is None:
@@ -149,7 +153,8 @@ def restate_run(
             source = pipe.source(credentials, limiter)
             for code, span, ids in todo:
                 results.append(_restate_code(source, dataset, url, code, span, ids, credentials.secret))
-    summary = _summary(results, skipped)
+            met = source.counters.to_dict()
+    summary = {**_summary(results, skipped), **met}
     log.info("restatements of %s: %d code(s), %d restated, %d without stale rows, %d failed; %d row(s) changed,"
              " %d request(s)", run_id, summary["codes"], summary["restated"], skipped, summary["failed"],
              summary["rows_changed"], summary["requests"])

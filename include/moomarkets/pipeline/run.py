@@ -10,12 +10,12 @@ import logging
 import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from moomarkets.errors import MooMarketsError, PermanentSourceError, RetryableSourceError, scrub
 from moomarkets.pipeline.group import GroupPipeline
 from moomarkets.sources.base import Credentials, FetchUnit, Interval
-from moomarkets.warehouse import check_results, loads, restatements, runs, trading_calendar
+from moomarkets.warehouse import check_results, dependencies, loads, restatements, runs, trading_calendar
 from moomarkets.warehouse.db import connect
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ def plan_units(
             interval_end=interval.end,
             units=payload,
             plan={"units": len(payload), "kinds": sorted({u.kind for u in units})},
+            covers=pipe.covered_days(interval),
         )
     log.info("planned %d unit(s) for %s %s..%s", len(payload), pipe.name, interval.start.isoformat(),
              interval.end.isoformat())
@@ -81,11 +82,14 @@ def fetch_and_load(
     credentials: Credentials,
     url: str,
     limiter: SourceRateLimiter | None = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Fetch one unit and upsert its rows in one transaction; record the unit either way.
 
     Returns a small summary (safe for XCom). Re-raises the failure after recording it, so the
-    task layer can retry it or fail it.
+    task layer can retry it or fail it. ``report`` gets the summary of every attempt, failed ones
+    too (status, rows, what the requests met), before it returns or raises: the task layer emits
+    metrics from it.
     """
     unit = FetchUnit.from_dict(unit_dict)
     with connect(url) as conn:
@@ -95,7 +99,6 @@ def fetch_and_load(
         with conn.transaction():
             runs.mark_unit_running(conn, run_pk, unit_dict)
     started = time.monotonic()
-    requests = 0
     with ExitStack() as stack:
         if limiter is None:
             limiter = pipe.limiter(url)
@@ -107,7 +110,6 @@ def fetch_and_load(
             # when we learned of any corporate action in these rows: stamped after the fetch, so
             # rows another unit asked for while this fetch ran count as possibly stale
             detected = datetime.now(timezone.utc)
-            requests = result.requests
             error = None
             if result.item_errors:
                 error = scrub("; ".join(f"{k}: {v}" for k, v in sorted(result.item_errors.items())),
@@ -120,27 +122,34 @@ def fetch_and_load(
                     actions=source.corporate_actions(pipe.group.dataset, result), dag_id=dag_id, run_id=run_id,
                     as_of=detected,
                 )
-                runs.mark_unit_done(conn, run_pk, unit.key, rows=len(result.rows), requests=requests, error=error)
+                runs.mark_unit_done(conn, run_pk, unit.key, rows=len(result.rows), error=error,
+                                    **source.counters.to_dict())
                 runs.refresh_run_progress(conn, run_pk)
         except Exception as exc:
             message = scrub(f"{type(exc).__name__}: {exc}", credentials.secret)[:ERROR_TEXT_MAX]
             with connect(url) as conn, conn.transaction():
-                runs.mark_unit_done(conn, run_pk, unit.key, rows=0, requests=requests, error=message)
+                runs.mark_unit_done(conn, run_pk, unit.key, rows=0, error=message, **source.counters.to_dict())
                 runs.refresh_run_progress(conn, run_pk)
+            if report is not None:
+                report(_unit_summary(unit, "failed", 0, 0, source.counters.to_dict(), started))
             raise
-    summary = {
-        "unit": unit.key,
-        "rows": len(result.rows),
-        "changed": changed,
-        "requests": requests,
-        "seconds": round(time.monotonic() - started, 3),
-        "item_errors": len(result.item_errors),
-    }
-    log.info("loaded %s: %d rows (%d new or changed), %d request(s)", unit.key, summary["rows"], changed, requests)
+    summary = _unit_summary(unit, "failed" if error else "success", len(result.rows), changed,
+                            source.counters.to_dict(), started, item_errors=len(result.item_errors))
+    if report is not None:
+        report(summary)
+    log.info("loaded %s: %d rows (%d new or changed), %d request(s)", unit.key, summary["rows"], changed,
+             summary["requests"])
     if result.item_errors:
         cls = RetryableSourceError if result.retryable_items else PermanentSourceError
         raise cls(f"{unit.key}: {len(result.item_errors)} item(s) failed: {error}")
     return summary
+
+
+def _unit_summary(unit: FetchUnit, status: str, rows: int, changed: int, counters: dict[str, Any], started: float,
+                  item_errors: int = 0) -> dict[str, Any]:
+    """A unit attempt's summary (XCom-safe): what it loaded and what its requests met."""
+    return {"unit": unit.key, "status": status, "rows": rows, "changed": changed, **counters,
+            "seconds": round(time.monotonic() - started, 3), "item_errors": item_errors}
 
 
 def record_run(*, dag_id: str, run_id: str, url: str, unfinished: list[str] | None = None) -> dict[str, Any]:
@@ -155,6 +164,9 @@ def record_run(*, dag_id: str, run_id: str, url: str, unfinished: list[str] | No
         run_pk, status = found
         if status == "skipped":
             return {"status": "skipped", **empty}
+        waited = dependencies.timed_out_messages(conn, dag_id, run_id)
+        if status == "failed" and waited:  # never planned: an upstream did not load in time
+            return {**empty, "status": "failed", "problems": waited}
         problems = [f"restatement {line}" for line in restatements.failed_restatements(conn, dag_id, run_id)]
         problems += [f"check {line}" for line in check_results.error_checks(conn, dag_id, run_id)]
         problems += [f"{step} did not complete" for step in unfinished or []]

@@ -11,12 +11,13 @@ from moomarkets.airflow import pools
 from moomarkets.config.models import DataSource
 from moomarkets.errors import AirflowOpError, ConfigError, describe
 from moomarkets.services import effects
+from moomarkets.services.alert_connections import check_alert_connections
 from moomarkets.services.db import committed
 from moomarkets.services.effects import Outcome
 from moomarkets.sources.registry import get_source_class
 from moomarkets.warehouse import config_store as store
 
-FIELDS = ("code", "name", "kind", "conn_id", "description", "is_active", "config")
+FIELDS = ("code", "name", "kind", "conn_id", "description", "is_active", "config", "alerts")
 
 
 def default_conn_id(kind: Any) -> str:
@@ -33,7 +34,12 @@ def default_conn_id(kind: Any) -> str:
 
 
 def create(conn: psycopg.Connection, data: Mapping[str, Any], *, airflow: bool = True) -> Outcome[DataSource]:
-    """Add a source (``conn_id`` defaults to its kind's connection), then create its pool."""
+    """Add a source (``conn_id`` defaults to its kind's connection), then create its pool.
+
+    The Connections its alerts name must exist in Airflow (not asked when ``airflow`` is False).
+    """
+    checked = check_alert_connections(data.get("alerts"), subject=f"data source {data.get('code')!r}",
+                                      airflow=airflow)
     src = DataSource(
         code=data.get("code"),
         name=data.get("name"),
@@ -42,20 +48,26 @@ def create(conn: psycopg.Connection, data: Mapping[str, Any], *, airflow: bool =
         description=data.get("description") or "",
         is_active=data.get("is_active", True),
         config=data.get("config") if data.get("config") is not None else {},
+        alerts=data.get("alerts"),
     )
     with committed(conn):
         src = store.add_source(conn, src)
-    out = Outcome(src)
+    out = Outcome(src).add(checked)
     if airflow:
         out.add(effects.sync_pools([src]))
     return out
 
 
-def _update(conn: psycopg.Connection, code: str, changes: Mapping[str, Any]) -> Outcome[DataSource]:
+def _update(
+    conn: psycopg.Connection, code: str, changes: Mapping[str, Any], *, airflow: bool = True
+) -> Outcome[DataSource]:
+    out: Outcome[DataSource] = Outcome()
+    if "alerts" in changes:
+        out.add(check_alert_connections(changes["alerts"], subject=f"data source {code!r}", airflow=airflow))
     with committed(conn):
         src = store.update_source(conn, code, **{k: v for k, v in changes.items() if k in FIELDS})
         users = [g.name for g in store.list_groups(conn) if g.data_source == code and g.is_enabled]
-    out = Outcome(src)
+    out.value = src
     if "is_active" in changes and not src.is_active and users:
         out.notes.append(f"Runs of {', '.join(users)} are skipped while the source is inactive.")
     return out
@@ -64,8 +76,9 @@ def _update(conn: psycopg.Connection, code: str, changes: Mapping[str, Any]) -> 
 def update(
     conn: psycopg.Connection, code: str, changes: Mapping[str, Any], *, airflow: bool = True
 ) -> Outcome[DataSource]:
-    """Change a source (not its code), then bring its pool in line with the new config."""
-    out = _update(conn, code, changes)
+    """Change a source (not its code), then bring its pool in line with the new config; new alerts
+    are checked as in ``create``."""
+    out = _update(conn, code, changes, airflow=airflow)
     if airflow:
         out.add(effects.sync_pools([out.value]))
     return out

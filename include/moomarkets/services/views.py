@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import timezone
 from typing import Any
 
 import psycopg
@@ -73,3 +74,19 @@ def pool_usage(names: Iterable[str], *, best_effort: bool = True) -> dict[str, P
 def check_credentials(src: DataSource, *, force: bool = False) -> CredentialCheck:
     """The source's credential check (one cheap API call, cached a few minutes; never shows the secret)."""
     return ops.check_credentials(src, force=force)
+
+
+def wait_line(wait: dict[str, Any]) -> str:
+    """One current wait as ``groups show`` and the group page say it."""
+    return (f"run {wait['run_id']} {wait['message']} since {wait['since'].astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
+            f" (fails after {wait['upstream_timeout'] or '?'})")
+
+
+def group_dependencies(conn: psycopg.Connection, name: str) -> dict[str, Any]:
+    """The group's upstream and downstream groups (last run status, last day a successful run
+    covered) and what its runs wait for right now, one line each."""
+    from moomarkets.warehouse import dependencies
+
+    out: dict[str, Any] = dependencies.neighbours(conn, name)
+    out["waiting"] = [wait_line(w) for w in dependencies.current_waits(conn, name)]
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time as time_module
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, Callable, ClassVar
@@ -68,6 +69,28 @@ class FetchResult:
     actions: list[CorporateAction] = field(default_factory=list)
 
 
+@dataclass
+class RequestCounters:
+    """What one source instance's HTTP requests met: counted where each request is sent and
+    answered (the clients, the Yahoo session, the rate-limit wait), so a fetch that raises still
+    reports what it cost. The pipeline records them per unit and the Airflow layer emits metrics."""
+
+    requests: int = 0  # requests sent (each took a rate-limit token)
+    http_429: int = 0  # answers with status 429
+    http_5xx: int = 0  # answers with status 500..599
+    wait_seconds: float = 0.0  # time spent in acquire(): rate-limit waits, 429 pauses, the limiter's round trip
+
+    def answered(self, status: int) -> None:
+        if status == 429:
+            self.http_429 += 1
+        elif 500 <= status <= 599:
+            self.http_5xx += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "http_429": self.http_429, "http_5xx": self.http_5xx,
+                "wait_seconds": round(self.wait_seconds, 3)}
+
+
 @dataclass(frozen=True)
 class CorporateAction:
     """An event after which the source restates the code's earlier (adjusted) history."""
@@ -126,8 +149,21 @@ class Source(abc.ABC):
         self.code = code
         self.config = config
         self.credentials = credentials
-        self.acquire = acquire
+        self.counters = RequestCounters()
+        self.acquire = None if acquire is None else self._timed(acquire)
         self.on_throttle = on_throttle
+
+    def _timed(self, acquire: Callable[[], Any]) -> Callable[[], Any]:
+        """``acquire`` that adds the time it blocked to ``counters.wait_seconds``."""
+
+        def timed() -> Any:
+            started = time_module.monotonic()
+            try:
+                return acquire()
+            finally:
+                self.counters.wait_seconds += time_module.monotonic() - started
+
+        return timed
 
     # -- config ---------------------------------------------------------------------------
     @classmethod
@@ -169,6 +205,14 @@ class Source(abc.ABC):
     def trading_day_close(cls, dataset: str, params: dict[str, Any]) -> tuple[str, time]:
         """(market timezone, local close time) that dates a trading day of ``dataset`` for these
         parameters: a run loads day D when D's close falls in its data interval."""
+
+    @classmethod
+    def covered_days(cls, dataset: str, params: dict[str, Any], interval: Interval) -> tuple[date, date] | None:
+        """(first, last) day a run of ``dataset`` over ``interval`` completely loads, None when none:
+        what a downstream group's run waits for (``runs.covers_from`` / ``covers_to``). Default: the
+        days whose close falls in the interval; a source whose run loads more (days ahead) extends it."""
+        days = market_dates(interval, *cls.trading_day_close(dataset, params))
+        return (days[0], days[-1]) if days else None
 
     @classmethod
     @abc.abstractmethod

@@ -44,6 +44,12 @@ router = APIRouter(dependencies=[Depends(api_reader)], tags=["moomarkets"])
 
 
 # -- models ---------------------------------------------------------------------------------
+ALERTS_DOC = "alert settings: on (kinds), late_after (duration), targets (each names an existing Airflow connection)"
+ALERTS_EXAMPLE = {"on": ["failure", "late"], "late_after": "2h",
+                  "targets": [{"type": "slack", "conn_id": "slack_alerts"}]}
+DEPENDS_ON_DOC = "groups whose complete load of a trading day each run waits for"
+UPSTREAM_TIMEOUT_DOC = "how long a run waits for its upstreams before it fails (1m .. 7d, e.g. 6h)"
+
 class SourceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(examples=["jquants"])
@@ -53,6 +59,7 @@ class SourceIn(BaseModel):
     description: str = ""
     is_active: bool = True
     config: dict[str, Any] = Field(default_factory=dict, examples=[{"plan": "light", "max_concurrency": 2}])
+    alerts: dict[str, Any] = Field(default_factory=dict, description=ALERTS_DOC, examples=[ALERTS_EXAMPLE])
 
 
 class SourcePatch(BaseModel):
@@ -63,6 +70,7 @@ class SourcePatch(BaseModel):
     description: str | None = None
     is_active: bool | None = None
     config: dict[str, Any] | None = None
+    alerts: dict[str, Any] | None = Field(None, description=ALERTS_DOC + "; `{}` removes them")
 
 
 class GroupIn(BaseModel):
@@ -75,6 +83,9 @@ class GroupIn(BaseModel):
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=dict, examples=[{"universe": "all_listed"}])
     is_enabled: bool = True
+    depends_on: list[str] = Field(default_factory=list, description=DEPENDS_ON_DOC, examples=[["jp_trading_calendar"]])
+    upstream_timeout: str = Field("6h", description=UPSTREAM_TIMEOUT_DOC)
+    alerts: dict[str, Any] = Field(default_factory=dict, description=ALERTS_DOC + "; each key overrides the source's")
 
 
 class GroupPatch(BaseModel):
@@ -86,6 +97,9 @@ class GroupPatch(BaseModel):
     description: str | None = None
     parameters: dict[str, Any] | None = None
     is_enabled: bool | None = None
+    depends_on: list[str] | None = Field(None, description=DEPENDS_ON_DOC + "; `[]` clears them")
+    upstream_timeout: str | None = Field(None, description=UPSTREAM_TIMEOUT_DOC)
+    alerts: dict[str, Any] | None = Field(None, description=ALERTS_DOC + "; `{}`: the source's apply")
 
 
 class ActiveBody(BaseModel):
@@ -114,6 +128,7 @@ class Source(BaseModel):
     description: str
     is_active: bool
     config: dict[str, Any]
+    alerts: dict[str, Any]
     rate_limit: list[str]
     pool: str
     pool_slots: int | None
@@ -132,6 +147,9 @@ class Group(BaseModel):
     description: str
     parameters: dict[str, Any]
     is_enabled: bool
+    depends_on: list[str]
+    upstream_timeout: str
+    alerts: dict[str, Any]
     next_run: datetime | None
     last_run_status: str | None
     units_total: int | None
@@ -139,6 +157,7 @@ class Group(BaseModel):
     units_failed: int | None
     rows_loaded: int | None
     dag: dict[str, Any] | None = None
+    waiting: list[str] = Field(default_factory=list, description="one line per run waiting for an upstream group")
 
 
 class Changed(BaseModel):
@@ -257,6 +276,7 @@ async def list_groups(ident: Identity = Depends(api_identity)) -> list[dict[str,
 async def get_group(name: str, ident: Identity = Depends(api_identity)) -> dict[str, Any]:
     require_api(ident, "read", name)
     group = await db(views.get_group, name)
+    group["waiting"] = (await db(views.group_dependencies, name))["waiting"]  # runs waiting for an upstream now
     return (await run_in_threadpool(_with_dag, [group]))[0]
 
 

@@ -8,29 +8,28 @@ from typing import Any
 
 import psycopg
 
+from moomarkets.config.dependencies import check_dependencies, dependency_order, downstream_of
 from moomarkets.config.models import DataSource, GroupSpec, JobGroup
-from moomarkets.config.validate import validate_group, validate_source
+from moomarkets.config.validate import DEFAULT_UPSTREAM_TIMEOUT, validate_depends_on, validate_group, validate_source
 from moomarkets.errors import ConfigError, NotFoundError
 
-_SOURCE_COLS = "code, name, description, kind, conn_id, is_active, config"
+_SOURCE_FIELDS = ("code", "name", "description", "kind", "conn_id", "is_active", "config", "alerts")
+_SOURCE_COLS = ", ".join(_SOURCE_FIELDS)
+_GROUP_FIELDS = ("name", "description", "data_source", "dataset", "schedule", "timezone", "parameters", "is_enabled",
+                 "depends_on", "upstream_timeout", "alerts")
 _GROUP_SELECT = """
     SELECT g.name, g.description, s.code AS data_source, g.dataset, g.schedule, g.timezone,
-           g.parameters, g.is_enabled
+           g.parameters, g.is_enabled, g.depends_on, g.upstream_timeout, g.alerts
       FROM job_groups g JOIN data_sources s ON s.id = g.data_source_id
 """
 
 
 def _source(row: dict[str, Any]) -> DataSource:
-    return DataSource(**{k: row[k] for k in ("code", "name", "description", "kind", "conn_id", "is_active", "config")})
+    return DataSource(**{k: row[k] for k in _SOURCE_FIELDS})
 
 
 def _group(row: dict[str, Any]) -> JobGroup:
-    return JobGroup(
-        **{
-            k: row[k]
-            for k in ("name", "description", "data_source", "dataset", "schedule", "timezone", "parameters", "is_enabled")
-        }
-    )
+    return JobGroup(**{k: row[k] for k in _GROUP_FIELDS})
 
 
 # -- data sources ------------------------------------------------------------------------
@@ -87,14 +86,17 @@ def add_source(conn: psycopg.Connection, src: DataSource) -> DataSource:
         raise ConfigError(f"data source {src.code!r} already exists", field="code")
     _check_conn_id_unshared(conn, src)
     conn.execute(
-        "INSERT INTO data_sources (code, name, description, kind, conn_id, is_active, config)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (src.code, src.name, src.description, src.kind, src.conn_id, src.is_active, json.dumps(src.config)),
+        "INSERT INTO data_sources (code, name, description, kind, conn_id, is_active, config, alerts)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (src.code, src.name, src.description, src.kind, src.conn_id, src.is_active, json.dumps(src.config),
+         json.dumps(src.alerts)),
     )
     return src
 
 
-def update_source(conn: psycopg.Connection, code: str, *, check_groups: bool = True, **changes: Any) -> DataSource:
+def update_source(conn: psycopg.Connection, code: str, /, *, check_groups: bool = True, **changes: Any) -> DataSource:
+    """Change a source. ``code`` is positional-only, so a ``code`` among the changes is an attempted
+    rename, refused with its own message rather than a TypeError."""
     current = get_source(conn, code)
     if "code" in changes and changes["code"] != code:
         raise ConfigError("a data source's code cannot be changed (job groups refer to it)", field="code")
@@ -103,9 +105,10 @@ def update_source(conn: psycopg.Connection, code: str, *, check_groups: bool = T
     if check_groups:
         _check_groups_still_valid(conn, new, "kind" if new.kind != current.kind else "config")
     conn.execute(
-        "UPDATE data_sources SET name=%s, description=%s, kind=%s, conn_id=%s, is_active=%s, config=%s,"
+        "UPDATE data_sources SET name=%s, description=%s, kind=%s, conn_id=%s, is_active=%s, config=%s, alerts=%s,"
         " updated_at=now() WHERE code=%s",
-        (new.name, new.description, new.kind, new.conn_id, new.is_active, json.dumps(new.config), code),
+        (new.name, new.description, new.kind, new.conn_id, new.is_active, json.dumps(new.config),
+         json.dumps(new.alerts), code),
     )
     return new
 
@@ -137,6 +140,20 @@ def get_group(conn: psycopg.Connection, name: str) -> JobGroup:
     return _group(row)
 
 
+def dependency_graph(conn: psycopg.Connection, *, lock: bool = False) -> dict[str, list[str]]:
+    """Every stored group's upstreams, by name. Writers ``lock`` the rows: a concurrent change of
+    another group's ``depends_on`` then waits, so two writers cannot close a cycle between them."""
+    query = "SELECT name, depends_on FROM job_groups ORDER BY name" + (" FOR UPDATE" if lock else "")
+    return {r["name"]: list(r["depends_on"]) for r in conn.execute(query)}
+
+
+def _check_dependencies(conn: psycopg.Connection, group: JobGroup) -> None:
+    """The group's upstreams exist and, with every other stored group, form no cycle."""
+    graph = dependency_graph(conn, lock=True)
+    graph[group.name] = group.depends_on
+    check_dependencies(graph, subject=group.name)
+
+
 def _source_id(conn: psycopg.Connection, code: str) -> int:
     row = conn.execute("SELECT id FROM data_sources WHERE code = %s", (code,)).fetchone()
     if row is None:
@@ -148,36 +165,50 @@ def add_group(conn: psycopg.Connection, group: JobGroup) -> JobGroup:
     group = validate_group(group, find_source(conn, str(group.data_source)))
     if conn.execute("SELECT 1 FROM job_groups WHERE name = %s", (group.name,)).fetchone():
         raise ConfigError(f"job group {group.name!r} already exists", field="name")
+    _check_dependencies(conn, group)
     conn.execute(
         "INSERT INTO job_groups (name, description, data_source_id, dataset, schedule, timezone, parameters,"
-        " is_enabled) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        " is_enabled, depends_on, upstream_timeout, alerts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             group.name, group.description, _source_id(conn, group.data_source), group.dataset, group.schedule,
-            group.timezone, json.dumps(group.parameters), group.is_enabled,
+            group.timezone, json.dumps(group.parameters), group.is_enabled, group.depends_on, group.upstream_timeout,
+            json.dumps(group.alerts),
         ),
     )
     return group
 
 
-def update_group(conn: psycopg.Connection, name: str, **changes: Any) -> JobGroup:
+def update_group(conn: psycopg.Connection, name: str, /, **changes: Any) -> JobGroup:
+    """Change a group; its upstreams are checked against every stored group. ``name`` is
+    positional-only, so a ``name`` among the changes is an attempted rename, refused with its own
+    message rather than a TypeError."""
     current = get_group(conn, name)
     if "name" in changes and changes["name"] != name:
         raise ConfigError("a job group's name cannot be changed (it is the DAG id and keeps its history)", field="name")
     candidate = replace(current, **changes)
     new = validate_group(candidate, find_source(conn, str(candidate.data_source)))
+    _check_dependencies(conn, new)
     conn.execute(
         "UPDATE job_groups SET description=%s, data_source_id=%s, dataset=%s, schedule=%s, timezone=%s,"
-        " parameters=%s, is_enabled=%s, updated_at=now() WHERE name=%s",
+        " parameters=%s, is_enabled=%s, depends_on=%s, upstream_timeout=%s, alerts=%s, updated_at=now()"
+        " WHERE name=%s",
         (
             new.description, _source_id(conn, new.data_source), new.dataset, new.schedule, new.timezone,
-            json.dumps(new.parameters), new.is_enabled, name,
+            json.dumps(new.parameters), new.is_enabled, new.depends_on, new.upstream_timeout,
+            json.dumps(new.alerts), name,
         ),
     )
     return new
 
 
 def remove_group(conn: psycopg.Connection, name: str) -> None:
+    """Remove a group no other group depends on (their runs would wait for it forever)."""
     get_group(conn, name)
+    users = downstream_of(dependency_graph(conn, lock=True), name)
+    if users:
+        raise ConfigError(
+            f"job group {name!r} is needed by {', '.join(users)} (depends_on); remove it from their depends_on first"
+        )
     conn.execute("DELETE FROM job_groups WHERE name = %s", (name,))
 
 
@@ -190,8 +221,9 @@ def read_specs(conn: psycopg.Connection, only: str | None = None) -> list[GroupS
     """
     query = f"""
         SELECT g.name, g.description, g.dataset, g.schedule, g.timezone, g.parameters, g.is_enabled,
+               g.depends_on, g.upstream_timeout, g.alerts,
                s.code AS s_code, s.name AS s_name, s.description AS s_description, s.kind AS s_kind,
-               s.conn_id AS s_conn_id, s.is_active AS s_is_active, s.config AS s_config
+               s.conn_id AS s_conn_id, s.is_active AS s_is_active, s.config AS s_config, s.alerts AS s_alerts
           FROM job_groups g LEFT JOIN data_sources s ON s.id = g.data_source_id
           {"WHERE g.name = %s" if only else ""}
          ORDER BY g.name
@@ -202,21 +234,30 @@ def read_specs(conn: psycopg.Connection, only: str | None = None) -> list[GroupS
         if r["s_code"] is not None:
             source = DataSource(
                 code=r["s_code"], name=r["s_name"], description=r["s_description"], kind=r["s_kind"],
-                conn_id=r["s_conn_id"], is_active=r["s_is_active"], config=r["s_config"],
+                conn_id=r["s_conn_id"], is_active=r["s_is_active"], config=r["s_config"], alerts=r["s_alerts"],
             )
         group = JobGroup(
             name=r["name"], description=r["description"], data_source=r["s_code"] or "?", dataset=r["dataset"],
             schedule=r["schedule"], timezone=r["timezone"], parameters=r["parameters"], is_enabled=r["is_enabled"],
+            depends_on=list(r["depends_on"]), upstream_timeout=r["upstream_timeout"], alerts=r["alerts"],
         )
         specs.append(GroupSpec(group=group, source=source))
     return specs
 
 
 # -- backup / restore ---------------------------------------------------------------------
+# Fields left out of an export while at their default: files stay short and read back to the same rows.
+_DEFAULTS = {"depends_on": [], "upstream_timeout": DEFAULT_UPSTREAM_TIMEOUT, "alerts": {}}
+
+
+def _without_defaults(record: DataSource | JobGroup) -> dict[str, Any]:
+    return {k: v for k, v in record.to_dict().items() if not (k in _DEFAULTS and v == _DEFAULTS[k])}
+
+
 def export_config(conn: psycopg.Connection) -> dict[str, Any]:
     return {
-        "data_sources": [s.to_dict() for s in list_sources(conn)],
-        "job_groups": [g.to_dict() for g in list_groups(conn)],
+        "data_sources": [_without_defaults(s) for s in list_sources(conn)],
+        "job_groups": [_without_defaults(g) for g in list_groups(conn)],
     }
 
 
@@ -239,11 +280,9 @@ def _parse_items(data: Any, key: str, cls: type) -> list:
     return out
 
 
-def import_config(conn: psycopg.Connection, data: Any, *, replace_all: bool = False) -> dict[str, int]:
-    """Create or update every source and group in ``data``; all-or-nothing (one transaction).
-
-    With ``replace_all`` rows absent from ``data`` are removed, making the tables equal the file.
-    """
+def parse_config(data: Any) -> tuple[list[DataSource], list[JobGroup]]:
+    """The sources and groups of a parsed config file, unvalidated; ConfigError for a wrong shape
+    (not a mapping, unknown keys or fields, duplicates)."""
     if not isinstance(data, dict):
         raise ConfigError("the file must be a mapping with data_sources and/or job_groups")
     unknown = set(data) - {"data_sources", "job_groups"}
@@ -255,8 +294,43 @@ def import_config(conn: psycopg.Connection, data: Any, *, replace_all: bool = Fa
         dupes = sorted({n for n in names if names.count(n) > 1}, key=str)
         if dupes:
             raise ConfigError(f"duplicate {label} in file: {', '.join(map(str, dupes))}")
+    return sources, groups
+
+
+def _file_dependencies(conn: psycopg.Connection, groups: list[JobGroup], replace_all: bool) -> list[JobGroup]:
+    """The file's groups in an order that writes every upstream before its dependants, once the
+    graph after the import (stored groups, then the file's over them) has no unknown upstream and no
+    cycle; a group may depend on one further down the same file."""
+    for g in groups:
+        if not isinstance(g.name, str):  # the graph is keyed by name
+            raise ConfigError(f"must be text, got {type(g.name).__name__}", field="name", subject="job group")
+    stored = dependency_graph(conn, lock=True)
+    in_file = {
+        g.name: validate_depends_on(g.depends_on, name=g.name, subject=f"job group {g.name!r}") for g in groups
+    }
+    if replace_all:
+        for name, upstreams in in_file.items():
+            gone = next((u for u in upstreams if u in stored and u not in in_file), None)
+            if gone:
+                raise ConfigError(
+                    f"job group {gone!r} is not in the file, so replacing would remove it; keep it in the file or"
+                    " remove it from depends_on", field="depends_on", subject=f"job group {name!r}",
+                )
+    check_dependencies(in_file if replace_all else {**stored, **in_file})
+    by_name = {g.name: g for g in groups}
+    return [by_name[n] for n in dependency_order(in_file)]
+
+
+def import_config(conn: psycopg.Connection, data: Any, *, replace_all: bool = False) -> dict[str, int]:
+    """Create or update every source and group in ``data``; all-or-nothing (one transaction).
+
+    With ``replace_all`` rows absent from ``data`` are removed, making the tables equal the file;
+    a group still needed by one of the file's is never removed that way.
+    """
+    sources, groups = parse_config(data)
     counts = {"sources_created": 0, "sources_updated": 0, "groups_created": 0, "groups_updated": 0, "removed": 0}
     with conn.transaction():
+        groups = _file_dependencies(conn, groups, replace_all)
         updated: list[DataSource] = []
         for src in sources:
             if find_source(conn, str(src.code)):

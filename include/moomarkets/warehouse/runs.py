@@ -24,21 +24,27 @@ def start_run(
     units: list[dict[str, Any]],
     plan: dict[str, Any],
     status: str = "running",
+    covers: tuple[Any, Any] | None = None,
 ) -> int:
-    """Create (or reset, when the plan task is re-run) the run record and its pending units."""
+    """Create (or reset, when the plan task is re-run) the run record and its pending units.
+    ``covers`` is (first, last) trading day the run loads (``Source.covered_days``): once the run
+    succeeds, what a downstream group's runs may count on."""
+    covers_from, covers_to = covers or (None, None)
     row = conn.execute(
         """
         INSERT INTO runs (group_name, dag_id, run_id, data_interval_start, data_interval_end, status,
-                          units_total, plan, started_at, finished_at, error)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), NULL, NULL)
+                          units_total, plan, started_at, finished_at, error, covers_from, covers_to)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), NULL, NULL, %s, %s)
         ON CONFLICT (dag_id, run_id) DO UPDATE
            SET status = EXCLUDED.status, units_total = EXCLUDED.units_total, plan = EXCLUDED.plan,
                data_interval_start = EXCLUDED.data_interval_start,
                data_interval_end = EXCLUDED.data_interval_end,
+               covers_from = EXCLUDED.covers_from, covers_to = EXCLUDED.covers_to,
                finished_at = NULL, error = NULL
         RETURNING id
         """,
-        (group_name, dag_id, run_id, interval_start, interval_end, status, len(units), json.dumps(plan)),
+        (group_name, dag_id, run_id, interval_start, interval_end, status, len(units), json.dumps(plan),
+         covers_from, covers_to),
     ).fetchone()
     run_pk = row["id"] if isinstance(row, dict) else row[0]
     keys = [u["key"] for u in units]
@@ -74,14 +80,17 @@ def mark_unit_running(conn: psycopg.Connection, run_pk: int, unit: dict[str, Any
 
 
 def mark_unit_done(
-    conn: psycopg.Connection, run_pk: int, unit_key: str, *, rows: int, requests: int, error: str | None = None
+    conn: psycopg.Connection, run_pk: int, unit_key: str, *, rows: int, requests: int, error: str | None = None,
+    http_429: int = 0, http_5xx: int = 0, wait_seconds: float = 0.0,
 ) -> None:
+    """Close a unit's attempt: its rows, what its requests met (429s, 5xx, rate-limit wait) and error."""
     conn.execute(
         """
-        UPDATE run_units SET status = %s, rows = %s, requests = %s, error = %s, finished_at = now()
+        UPDATE run_units SET status = %s, rows = %s, requests = %s, http_429 = %s, http_5xx = %s,
+                             wait_seconds = %s, error = %s, finished_at = now()
          WHERE run_pk = %s AND unit_key = %s
         """,
-        ("failed" if error else "success", rows, requests, error, run_pk, unit_key),
+        ("failed" if error else "success", rows, requests, http_429, http_5xx, wait_seconds, error, run_pk, unit_key),
     )
 
 

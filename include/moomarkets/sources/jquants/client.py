@@ -50,6 +50,7 @@ from moomarkets.errors import (
     SourceError,
     scrub,
 )
+from moomarkets.sources.base import RequestCounters
 from moomarkets.sources.jquants.settings import (
     DEFAULT_BASE_URL,
     DEFAULT_VALIDATE_DATASET,
@@ -80,7 +81,8 @@ class JQuantsClient:
 
     ``acquire`` is called before *every* HTTP request (retries included), so a shared rate
     limiter sees each one. ``requests_made`` counts the HTTP requests attempted (retries and
-    requests that then failed on the network included). ``sleep`` is injectable for tests.
+    requests that then failed on the network included); ``counters`` (the source's, when given)
+    counts them too, with the 429 and 5xx answers. ``sleep`` is injectable for tests.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class JQuantsClient:
         max_pages: int = MAX_PAGES,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        counters: RequestCounters | None = None,
     ) -> None:
         self._api_key = api_key or ""
         # what scrub() hides: a 1-3 character "key" is no real key, and hiding it would mangle text
@@ -114,6 +117,7 @@ class JQuantsClient:
         self._sleep = sleep
         self._rng = random.Random()
         self.requests_made = 0
+        self.counters = counters if counters is not None else RequestCounters()
 
     def __repr__(self) -> str:
         return f"JQuantsClient(base_url={self.base_url!r}, api_key={'***' if self._api_key else None})"
@@ -222,6 +226,7 @@ class JQuantsClient:
             if self._acquire is not None:
                 self._acquire()
             self.requests_made += 1
+            self.counters.requests += 1
             log.debug("GET %s%s (attempt %d/%d)", self.base_url, what, attempt, attempts)
             try:
                 resp = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
@@ -235,6 +240,7 @@ class JQuantsClient:
                 kind, detail = "network", type(exc).__name__
             else:
                 status = resp.status_code
+                self.counters.answered(status)
                 if status in (200, 210):
                     body, detail = self._parse(resp, field)
                     if body is not None:

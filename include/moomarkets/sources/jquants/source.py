@@ -119,6 +119,15 @@ class JQuantsSource(Source):
         return MARKET_TZ, DAY_CLOSE.get(dataset, MARKET_CLOSE)
 
     @classmethod
+    def covered_days(cls, dataset: str, params: dict[str, Any], interval: Interval) -> tuple[date, date] | None:
+        """A calendar run also loads ``days_ahead`` (see :meth:`plan`), so this morning's run
+        already covers today's bars: their group's dependency on the calendar is met at once."""
+        covered = super().covered_days(dataset, params, interval)
+        if covered is None or dataset != "trading_calendar":
+            return covered
+        return covered[0], covered[1] + timedelta(days=params.get("days_ahead", CALENDAR_DAYS_AHEAD))
+
+    @classmethod
     def validate_parameters(cls, dataset: str, params: dict[str, Any], subject: str = "job group") -> dict[str, Any]:
         if dataset == "trading_calendar":
             unknown = set(params) - {"days_ahead"}
@@ -193,6 +202,7 @@ class JQuantsSource(Source):
             timeout=float(self.config.get("timeout", 30)),
             acquire=self.acquire,
             on_throttle=self.on_throttle,
+            counters=self.counters,
         )
 
     def plan(

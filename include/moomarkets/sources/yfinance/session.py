@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
+from moomarkets.sources.base import RequestCounters
 from moomarkets.sources.yfinance.settings import CHART_PATH, USER_AGENT
 
 
@@ -116,6 +117,7 @@ class _Controlled:
     _mm_throttle_seconds: float
     _mm_last_throttle: float
     _mm_base_url: str | None
+    _mm_counters: RequestCounters | None
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # noqa: C901 - one linear wrapper
         from yfinance.exceptions import YFRateLimitError
@@ -148,6 +150,8 @@ class _Controlled:
                     call.error = f"skipped: {type(exc).__name__}"
                 raise
         rlog.requests += 1
+        if self._mm_counters is not None:
+            self._mm_counters.requests += 1
         try:
             response = super().request(method, url, *args, **kwargs)
         except Exception as exc:
@@ -155,6 +159,8 @@ class _Controlled:
                 call.error = f"{type(exc).__name__}: {exc}"[:300]
             raise
         status = int(response.status_code)
+        if self._mm_counters is not None:
+            self._mm_counters.answered(status)
         if call is not None:
             call.status = status
             _summarize_chart(call, response.content)
@@ -223,12 +229,14 @@ def make_session(
     throttle_seconds: float = 30.0,
     backend: str | None = None,
     base_url: str | None = None,
+    counters: RequestCounters | None = None,
 ) -> Any:
     """A Session yfinance accepts, wrapped as described in the module docstring.
 
     ``backend`` is ``"curl_cffi"`` or ``"requests"``; by default the one yfinance itself would use
     (``curl_cffi`` unless it is missing or ``YF_DISABLE_CURL_CFFI`` is set). ``base_url`` (the
-    Connection's host) redirects every Yahoo request there (:func:`rebase_url`).
+    Connection's host) redirects every Yahoo request there (:func:`rebase_url`). ``counters`` (the
+    source's) count every request sent and its 429 / 5xx answers, across downloads and retries.
     """
     if backend is None:
         from yfinance import _http
@@ -248,6 +256,7 @@ def make_session(
     session._mm_throttle_seconds = float(throttle_seconds)
     session._mm_last_throttle = float("-inf")
     session._mm_base_url = base_url or None
+    session._mm_counters = counters
     return session
 
 

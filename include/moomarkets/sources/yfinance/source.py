@@ -173,6 +173,7 @@ class YFinanceSource(Source):
             on_throttle=self.on_throttle,
             throttle_seconds=max(self.throttle_backoff, 1.0),
             base_url=self.credentials.host,
+            counters=self.counters,
         )
 
     # -- planning ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from moomarkets.config.validate import next_runs
 from moomarkets.errors import AirflowOpError, MooMarketsError, NotFoundError
 from moomarkets.services import groups, runs, verify, views
+from moomarkets.services.config_io import alerts_text, parse_alerts
 from moomarkets.services import restate as restate_service
 from moomarkets.warehouse import check_results
 from moomarkets.services.effects import Outcome
@@ -37,20 +38,32 @@ router = new_router()
 BACKFILL_FIELDS = ("from_date", "to_date", "reprocess_behavior", "max_active_runs")
 
 
-def group_input(form: dict[str, str], *, new: bool) -> dict[str, Any]:
-    """Form strings to the service's values (JSON parsed, checkbox to bool); the name only for a new group."""
-    data: dict[str, Any] = {k: form.get(k, "") for k in ("data_source", "dataset", "schedule", "timezone", "description")}
+def group_input(form: dict[str, str], upstreams: list[str], *, new: bool) -> dict[str, Any]:
+    """Form strings to the service's values (JSON and YAML parsed, checkbox to bool, the upstreams
+    selected); the name only for a new group."""
+    texts = ("data_source", "dataset", "schedule", "timezone", "description", "upstream_timeout")
+    data: dict[str, Any] = {k: form.get(k, "") for k in texts}
     if new:
         data["name"] = form.get("name", "")
     data["parameters"] = parse_json_object(form.get("parameters", ""), "parameters", label="Parameters")
     data["is_enabled"] = is_checked(form, "is_enabled")
+    data["depends_on"] = upstreams
+    data["alerts"] = parse_alerts(form.get("alerts", ""), label="Alerts")
     return data
 
 
-def _form_context(conn: psycopg.Connection, values: dict[str, Any]) -> dict[str, Any]:
+async def _read_group_form(request: Request) -> tuple[dict[str, str], list[str]]:
+    """The posted form, and the upstreams picked in the multi-select (``read_form`` keeps one value a field)."""
+    form = await read_form(request)
+    upstreams = [str(v) for v in (await request.form()).getlist("depends_on")]
+    return form, upstreams
+
+
+def _form_context(conn: psycopg.Connection, values: dict[str, Any], name: str | None) -> dict[str, Any]:
     kinds = {k["kind"]: k for k in queries.kinds()}
     return {
         "values": values,
+        "upstream_choices": [g.name for g in store.list_groups(conn) if g.name != name],
         "sources": [
             {"code": s.code, "name": s.name, "active": s.is_active,
              "datasets": kinds.get(s.kind, {}).get("datasets", [])}
@@ -62,7 +75,7 @@ def _form_context(conn: psycopg.Connection, values: dict[str, Any]) -> dict[str,
 async def _form_page(
     request: Request, ident: Identity, values: dict[str, Any], errors: dict[str, str], *, name: str | None = None
 ) -> HTMLResponse:
-    ctx = await run_in_threadpool(call, _form_context, values)
+    ctx = await run_in_threadpool(call, _form_context, values, name)
     mode = {"mode": "new"} if name is None else {"mode": "edit", "name": name}
     return render(request, "group_form.html", ident, status_code=422 if errors else 200, errors=errors,
                   nav="groups", **mode, **ctx)
@@ -83,19 +96,21 @@ async def groups_page(request: Request, ident: Identity = Depends(page_identity)
 
 @router.get("/groups/new", name="group_new", response_class=HTMLResponse)
 async def group_new(request: Request, ident: Identity = Depends(page_requires("edit"))) -> HTMLResponse:
-    return await _form_page(request, ident, {"timezone": "UTC", "is_enabled": True, "parameters": "{}"}, {})
+    values = {"timezone": "UTC", "is_enabled": True, "parameters": "{}", "depends_on": [], "upstream_timeout": "6h"}
+    return await _form_page(request, ident, values, {})
 
 
 @router.post("/groups/new", name="group_create", response_class=HTMLResponse)
 async def group_create(request: Request, ident: Identity = Depends(page_requires("edit"))) -> Any:
-    form = await read_form(request)
+    form, upstreams = await _read_group_form(request)
     # per-DAG rights for the new name, as the API's POST /api/groups (the dependency saw no name)
     require_page(ident, "edit", form.get("name", "").strip() or None)
     outcome, errors = await run_in_threadpool(
-        submit, lambda conn: groups.create(conn, group_input(form, new=True)), fields=groups.FIELDS
+        submit, lambda conn: groups.create(conn, group_input(form, upstreams, new=True)), fields=groups.FIELDS
     )
     if errors:
-        return await _form_page(request, ident, dict(form, is_enabled=is_checked(form, "is_enabled")), errors)
+        values = dict(form, is_enabled=is_checked(form, "is_enabled"), depends_on=upstreams)
+        return await _form_page(request, ident, values, errors)
     name = outcome.value.name
     return redirect(request, "group_page", [f"Created job group {name}.", *outcome.messages], name=name)
 
@@ -108,12 +123,14 @@ async def _detail_page(
     backfill_values: dict[str, str] | None = None,
     backfill_errors: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    def load(conn: psycopg.Connection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        return views.get_group(conn, name), queries.group_runs(conn, name)
+    def load(conn: psycopg.Connection) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        alerts = groups.alerts_in_effect(conn, store.get_group(conn, name))
+        return views.get_group(conn, name), queries.group_runs(conn, name), alerts
 
-    group, recent = await run_in_threadpool(call, load)
+    group, recent, alerts = await run_in_threadpool(call, load)
     restated = await run_in_threadpool(call, lambda conn: restate_service.recent_for_group(conn, name))
     checked = await run_in_threadpool(call, lambda conn: check_results.recent_results(conn, name))
+    dependencies = await run_in_threadpool(call, lambda conn: views.group_dependencies(conn, name))
     states = await run_in_threadpool(views.dag_states, [name])
     try:
         upcoming = next_runs(group["schedule"], group["timezone"], count=3)
@@ -126,7 +143,7 @@ async def _detail_page(
     values.update(backfill_values or {})
     return render(
         request, "group_detail.html", ident, status_code=422 if backfill_errors else 200, group=group, runs=recent,
-        restatements=restated, checks=checked,
+        restatements=restated, checks=checked, alerts_in_effect=alerts, dependencies=dependencies,
         state=states.get(name), upcoming=upcoming, can_edit=is_allowed(ident, "edit", name),
         can_run=is_allowed(ident, "run", name), nav="groups", backfill=values, backfill_errors=backfill_errors or {},
         reprocess_labels=runs.REPROCESS_LABELS, active_runs_range=(runs.MIN_ACTIVE_RUNS, runs.MAX_ACTIVE_RUNS),
@@ -154,17 +171,18 @@ async def group_page(request: Request, name: str, ident: Identity = Depends(page
 async def group_edit(request: Request, name: str, ident: Identity = Depends(page_requires("edit"))) -> HTMLResponse:
     values = (await run_in_threadpool(call, store.get_group, name)).to_dict()
     values["parameters"] = json.dumps(values["parameters"] or {}, indent=2, ensure_ascii=False)
+    values["alerts"] = alerts_text(values["alerts"])
     return await _form_page(request, ident, values, {}, name=name)
 
 
 @router.post("/groups/{name}/edit", name="group_update", response_class=HTMLResponse)
 async def group_update(request: Request, name: str, ident: Identity = Depends(page_requires("edit"))) -> Any:
-    form = await read_form(request)
+    form, upstreams = await _read_group_form(request)
     outcome, errors = await run_in_threadpool(
-        submit, lambda conn: groups.update(conn, name, group_input(form, new=False)), fields=groups.FIELDS
+        submit, lambda conn: groups.update(conn, name, group_input(form, upstreams, new=False)), fields=groups.FIELDS
     )
     if errors:
-        values = dict(form, name=name, is_enabled=is_checked(form, "is_enabled"))
+        values = dict(form, name=name, is_enabled=is_checked(form, "is_enabled"), depends_on=upstreams)
         return await _form_page(request, ident, values, errors, name=name)
     return redirect(request, "group_page", [f"Saved job group {name}.", *outcome.messages], name=name)
 

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from moomarkets.services import sources, views
+from moomarkets.services.config_io import alerts_text, parse_alerts
 from moomarkets.services.inputs import parse_json_object
 from moomarkets.ui.auth import Identity, page_identity, page_requires
 from moomarkets.ui.pages.common import call, is_checked, new_router, read_form, redirect, render, submit
@@ -20,12 +21,13 @@ router = new_router()
 
 
 def source_input(form: dict[str, str], *, new: bool) -> dict[str, Any]:
-    """Form strings to the service's values (JSON parsed, checkbox to bool); the code only for a new source."""
+    """Form strings to the service's values (JSON and YAML parsed, checkbox to bool); the code only for a new source."""
     data: dict[str, Any] = {k: form.get(k, "") for k in ("name", "kind", "conn_id", "description")}
     if new:
         data["code"] = form.get("code", "")
     data["config"] = parse_json_object(form.get("config", ""), "config", label="Config")
     data["is_active"] = is_checked(form, "is_active")
+    data["alerts"] = parse_alerts(form.get("alerts", ""), label="Alerts")
     return data
 
 
@@ -72,6 +74,7 @@ async def source_page(request: Request, code: str, ident: Identity = Depends(pag
 async def source_edit(request: Request, code: str, ident: Identity = Depends(page_requires("edit"))) -> HTMLResponse:
     values = (await run_in_threadpool(call, store.get_source, code)).to_dict()
     values["config"] = json.dumps(values["config"], indent=2, ensure_ascii=False)
+    values["alerts"] = alerts_text(values["alerts"])
     return _form_page(request, ident, values, {}, code=code)
 
 

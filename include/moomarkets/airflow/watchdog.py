@@ -1,0 +1,53 @@
+"""The ``moomarkets_watchdog`` DAG: lateness alerts from the warehouse's truth.
+
+Every 15 minutes one task looks at every enabled group that wants ``late`` alerts: when the last
+trading day due by now (the close, the scheduled run after it, plus ``late_after``) has no
+successful run covering it, one ``late`` alert per (group, day) goes out.
+
+Why not Airflow's Deadline Alerts: they are experimental in 3.3, and a deadline exists only once a
+DagRun was created, so a scheduler that never created the run, or a paused DAG, would never alert.
+This check reads the warehouse and notices a day that was simply never loaded.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, task
+
+from moomarkets import settings
+from moomarkets.airflow.factory import OWNER
+
+DAG_ID = "moomarkets_watchdog"
+SCHEDULE = "*/15 * * * *"
+
+
+def build_watchdog_dag() -> DAG:
+    """The watchdog DAG (no database access at parse time)."""
+    from moomarkets.airflow.warehouse import install
+
+    install()  # the task's settings.database_url() resolves the warehouse Connection
+    with DAG(
+        dag_id=DAG_ID,
+        description="MooMarkets lateness alerts: intervals not completely loaded by their deadline",
+        schedule=SCHEDULE,
+        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        dagrun_timeout=timedelta(minutes=14),
+        is_paused_upon_creation=False,
+        tags=["moomarkets", "alerts"],
+        default_args={"owner": OWNER, "retries": 1, "retry_delay": timedelta(minutes=1)},
+        doc_md=__doc__,
+    ) as dag:
+
+        @task(task_id="check_lateness", execution_timeout=timedelta(minutes=10))
+        def check_lateness(**context: Any) -> dict[str, Any]:
+            """Send one ``late`` alert per group and overdue trading day (once: see ``alerts_sent``)."""
+            from moomarkets.airflow.alerts import send_late_alerts
+
+            return send_late_alerts(context, url=settings.database_url())
+
+        check_lateness()
+    return dag

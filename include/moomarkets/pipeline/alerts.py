@@ -1,0 +1,275 @@
+"""Alerts as the domain sees them: which kinds a run earned, what the message says, when an
+interval is late, and the claim-send-mark loop that makes each alert go out once.
+
+No Airflow here: the Airflow layer (``moomarkets.airflow.alerts``) passes in the UI's base URL and
+a ``send(target, alert)`` callable that drives the provider notifiers. Every text that reaches a
+message is built from the warehouse's run record and scrubbed of the secrets the caller knows;
+messages are plain strings handed to the notifiers' ``notify()`` (never Jinja-rendered), so a
+``{{`` in an error message stays literal.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from moomarkets.config.alerts import AlertSettings, AlertTarget, effective_alerts
+from moomarkets.errors import MooMarketsError, scrub
+from moomarkets.pipeline.freshness import group_freshness
+from moomarkets.warehouse import alerts as ledger
+from moomarkets.warehouse.config_store import read_specs
+from moomarkets.warehouse.db import connect
+
+log = logging.getLogger(__name__)
+
+FIRST_ERROR_MAX = 500
+PROBLEMS_MAX = 5
+
+
+class DeliveryError(MooMarketsError):
+    """A target could not be reached; the message is already scrubbed of its Connection's secrets."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One message in its three renderings (e-mail subject+HTML, Slack text, webhook JSON)."""
+
+    group: str
+    kind: str
+    key: str  # dedupe key: the run id, or the late trading day
+    subject: str
+    text: str
+    html: str
+    payload: dict[str, Any]
+    dag_id: str | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class Delivery:
+    """What happened to one alert per target: sent, failed (with the scrubbed reason) or skipped
+    because it was already sent (or is being sent) for this key."""
+
+    sent: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    already: list[str] = field(default_factory=list)
+
+
+def run_url(base_url: str, dag_id: str, run_id: str) -> str:
+    return f"{base_url.rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
+def group_url(base_url: str, group: str) -> str:
+    return f"{base_url.rstrip('/')}/moomarkets/groups/{quote(group, safe='')}"
+
+
+def run_kinds(summary: dict[str, Any]) -> list[str]:
+    """The run kinds a closed run earned (``record_run``'s summary).
+
+    ``partial``: some units failed and others loaded. ``check_errors``: a data check of severity
+    error failed (may come with ``partial``). ``failure``: the run failed for any other reason (no
+    plan, every unit failed, a step did not complete, a restatement failed, a dependency wait
+    timed out); a run whose only trouble is failed checks is a ``check_errors`` alert, not both.
+    """
+    status, problems = summary.get("status"), summary.get("problems") or []
+    checks = [p for p in problems if p.startswith("check ")]
+    only_checks = bool(problems) and len(checks) == len(problems) and not summary.get("units_failed")
+    kinds = []
+    if status == "missing" or (status == "failed" and not only_checks):
+        kinds.append("failure")
+    if status == "partial":
+        kinds.append("partial")
+    if checks:
+        kinds.append("check_errors")
+    return kinds
+
+
+def _days(facts: dict[str, Any]) -> str:
+    start, end = facts.get("covers_from"), facts.get("covers_to")
+    if start and end:
+        return start.isoformat() if start == end else f"{start.isoformat()}..{end.isoformat()}"
+    interval_end = facts.get("data_interval_end")
+    return (interval_end - timedelta(microseconds=1)).date().isoformat() if interval_end else "(no interval)"
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def build_run_alert(
+    kind: str,
+    *,
+    group: str,
+    dag_id: str,
+    run_id: str,
+    facts: dict[str, Any] | None,
+    summary: dict[str, Any],
+    base_url: str,
+    secrets: Iterable[str | None] = (),
+    history: dict[str, Any] | None = None,
+) -> Alert:
+    """The alert of one kind for a run. ``facts`` is the run record (``warehouse.alerts.run_facts``;
+    None when the plan task never opened it), ``summary`` what ``record_run`` returned."""
+    secrets = tuple(secrets)
+    facts = facts or {"status": summary.get("status"), "failed_units": [], "error": "the run was not planned"
+                      " (plan_units failed before it opened the run record; see its log)"}
+    units = facts["failed_units"]
+    first_error = next((u["error"] for u in units if u.get("error")), None) or facts.get("error")
+    first_error = scrub(first_error, *secrets)[:FIRST_ERROR_MAX] if first_error else None
+    total = facts.get("units_total", summary.get("units_total", 0)) or 0
+    failed = facts.get("units_failed", summary.get("units_failed", 0)) or 0
+    rows = facts.get("rows_loaded", summary.get("rows_loaded", 0)) or 0
+    problems = [scrub(p, *secrets) for p in summary.get("problems") or []]
+    if kind == "check_errors":
+        problems = [p for p in problems if p.startswith("check ")]
+    days = _days(facts)
+    headline = {
+        "partial": f"{failed} of {total} units failed",
+        "check_errors": f"{sum(p.startswith('check ') for p in problems)} data check(s) failed",
+        "failure": f"run failed ({failed} of {total} units failed)" if total else "run failed",
+    }[kind]
+    payload = {
+        "group": group, "kind": kind, "dag_id": dag_id, "run_id": run_id,
+        "interval_start": _iso(facts.get("data_interval_start")), "interval_end": _iso(facts.get("data_interval_end")),
+        "trading_days": days, "history": history, "status": facts.get("status"),
+        "units_total": total, "units_failed": failed, "failed_units": [u["unit_key"] for u in units],
+        "first_error": first_error, "rows_loaded": rows, "problems": problems[:PROBLEMS_MAX],
+        "run_url": run_url(base_url, dag_id, run_id), "group_url": group_url(base_url, group),
+    }
+    lines = [
+        ("Group", group), ("Kind", kind), ("Trading days", days),
+        ("Data interval", f"{payload['interval_start'] or '-'} .. {payload['interval_end'] or '-'}"),
+        *([("History range", f"{history.get('from')} .. {history.get('to')}")] if history else []),
+        ("Units", f"{failed} failed of {total}"),
+        *([("Failed units", ", ".join(payload["failed_units"]) + (" ..." if failed > len(units) else ""))]
+          if units else []),
+        *([("First error", first_error)] if first_error else []),
+        ("Rows loaded", f"{rows:,}"),
+        *[("Problem", p) for p in payload["problems"]],
+    ]
+    return _alert(group, kind, run_id, f"{group} {days} — {headline}", lines, payload,
+                  (("Airflow run", payload["run_url"]), ("Group page", payload["group_url"])), dag_id, run_id)
+
+
+def build_late_alert(
+    *, group: str, day: date, deadline: datetime, last_complete: date | None, base_url: str,
+    dag_id: str | None = None, run_id: str | None = None,
+) -> Alert:
+    """The alert for a trading day not completely loaded by its deadline (close + run + late_after)."""
+    dag_url = f"{base_url.rstrip('/')}/dags/{quote(group, safe='')}"
+    payload = {
+        "group": group, "kind": "late", "dag_id": group, "run_id": None, "trading_day": day.isoformat(),
+        "deadline": deadline.astimezone(UTC).isoformat(), "last_complete": _iso(last_complete),
+        "run_url": dag_url, "group_url": group_url(base_url, group),
+    }
+    lines = [
+        ("Group", group), ("Kind", "late"), ("Trading day", day.isoformat()),
+        ("Deadline", deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")),
+        ("Last completely loaded day", payload["last_complete"] or "never"),
+    ]
+    return _alert(group, "late", day.isoformat(),
+                  f"{group} {day.isoformat()} — not completely loaded by {lines[3][1]}", lines, payload,
+                  (("Airflow DAG", dag_url), ("Group page", payload["group_url"])), dag_id, run_id)
+
+
+def _alert(group: str, kind: str, key: str, title: str, lines: list[tuple[str, str]], payload: dict[str, Any],
+           links: tuple[tuple[str, str], ...], dag_id: str | None, run_id: str | None) -> Alert:
+    subject = f"[MooMarkets] {kind}: {title}"
+    text = "\n".join([f"*{_slack(subject)}*", *(f"{k}: {_slack(v)}" for k, v in lines),
+                      *(f"{k}: <{v}|{v}>" for k, v in links)])
+    rows = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in lines)
+    hrefs = " · ".join(f"<a href=\"{html.escape(v)}\">{html.escape(k)}</a>" for k, v in links)
+    body = f"<h3>{html.escape(subject)}</h3><table>{rows}</table><p>{hrefs}</p>"
+    return Alert(group, kind, key, subject, text, body, payload, dag_id, run_id)
+
+
+def _slack(value: str) -> str:
+    """Slack's three control characters, escaped as its API asks."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# -- what to send --------------------------------------------------------------------------------
+def settings_for(url: str, group: str) -> AlertSettings | None:
+    """The group's effective alert settings read now (None: the group is gone)."""
+    with connect(url) as conn:
+        found = ledger.alert_config(conn, group)
+    return None if found is None else effective_alerts(*found)
+
+
+def run_alerts(
+    url: str, *, group: str, dag_id: str, run_id: str, summary: dict[str, Any], base_url: str,
+    secrets: Iterable[str | None] = (), history: dict[str, Any] | None = None,
+) -> tuple[AlertSettings | None, list[Alert]]:
+    """The alerts a closed run should send under the group's current settings."""
+    settings = settings_for(url, group)
+    kinds = [k for k in run_kinds(summary) if settings is not None and settings.wants(k)]
+    if not kinds:
+        return settings, []
+    with connect(url) as conn:
+        facts = ledger.run_facts(conn, dag_id, run_id)
+    return settings, [
+        build_run_alert(k, group=group, dag_id=dag_id, run_id=run_id, facts=facts, summary=summary,
+                        base_url=base_url, secrets=secrets, history=history)
+        for k in kinds
+    ]
+
+
+def deliver(url: str, alert: Alert, targets: Iterable[AlertTarget],
+            send: Callable[[AlertTarget, Alert], None]) -> Delivery:
+    """Claim, send and mark ``alert`` for each target. A failing target is recorded and logged
+    (``send`` raises :class:`DeliveryError` with a scrubbed message) and never stops the others."""
+    out = Delivery()
+    for target in targets:
+        with connect(url) as conn, conn.transaction():
+            claimed = ledger.claim(conn, group=alert.group, kind=alert.kind, key=alert.key, target=target.label,
+                                   dag_id=alert.dag_id, run_id=alert.run_id)
+        if claimed is None:
+            out.already.append(target.label)
+            continue
+        try:
+            send(target, alert)
+        except Exception as exc:  # noqa: BLE001 - one target's failure is recorded, never raised
+            reason = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+            out.failed[target.label] = reason
+            log.warning("alert %s for %s (%s) to %s failed: %s", alert.kind, alert.group, alert.key, target.label,
+                        reason)
+        else:
+            out.sent.append(target.label)
+            log.info("alert %s for %s (%s) sent to %s", alert.kind, alert.group, alert.key, target.label)
+        with connect(url) as conn, conn.transaction():
+            ledger.mark(conn, claimed, "failed" if target.label in out.failed else "sent",
+                        out.failed.get(target.label))
+    return out
+
+
+# -- lateness ------------------------------------------------------------------------------------
+def late_alerts(url: str, *, now: datetime, base_url: str, dag_id: str | None = None,
+                run_id: str | None = None) -> list[tuple[AlertSettings, Alert]]:
+    """One ``late`` alert per enabled group that wants them and is late by ``late_after``: its
+    last expected trading day (the close, the scheduled run after it, plus ``late_after``) is after
+    the last day a successful run covered. The answer is ``pipeline.freshness`` (the Health page's),
+    read from the warehouse: the truth, whatever Airflow scheduled."""
+    out = []
+    with connect(url, autocommit=True) as conn:  # one group's failed query must not abort the others
+        for spec in read_specs(conn):
+            if not spec.group.is_enabled or spec.source is None or not spec.source.is_active:
+                continue
+            try:
+                settings = effective_alerts(spec.source.alerts, spec.group.alerts)
+                if not settings.wants("late"):
+                    continue
+                fresh = group_freshness(conn, spec, now=now, grace=settings.late_after)
+            except Exception as exc:  # noqa: BLE001 - a misconfigured group must not hide the others
+                log.warning("lateness of %s not checked: %s: %s", spec.group.name, type(exc).__name__, exc)
+                continue
+            if fresh.late:
+                out.append((settings, build_late_alert(
+                    group=spec.group.name, day=fresh.expected, deadline=fresh.due_at,
+                    last_complete=fresh.last_complete, base_url=base_url, dag_id=dag_id, run_id=run_id,
+                )))
+    return out
