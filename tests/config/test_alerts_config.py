@@ -3,6 +3,8 @@ rest of it, one line naming the owner and the field when wrong."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from moomarkets.config.models import DataSource, JobGroup
@@ -45,3 +47,11 @@ def test_bad_alerts_name_the_owner_and_the_field(alerts, message):
         validate_source(DataSource(**{**SRC.to_dict(), "alerts": alerts}))
     assert str(exc.value).startswith(f"data source 'jquants': {message}")
     assert exc.value.field.startswith("alerts")
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999d", "0s", "8d"])
+def test_out_of_range_durations_are_one_config_error(value):
+    from moomarkets.config.durations import parse_duration
+
+    with pytest.raises(ConfigError, match="out of range"):
+        parse_duration(value, field="alerts.late_after", maximum=timedelta(days=7))

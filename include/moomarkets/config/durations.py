@@ -27,13 +27,13 @@ def parse_duration(
             f"{value!r} is not a duration (write e.g. 90s, 45m, 2h, 1h30m or 1d)", field=field, subject=subject
         )
     seconds = sum(int(n) * _UNIT[u] for n, u in _PART.findall(value.lower()))
-    out = timedelta(seconds=seconds)
-    if not minimum <= out <= maximum:
+    # compared as seconds first: a huge number must be a range error, not timedelta's OverflowError
+    if not minimum.total_seconds() <= seconds <= maximum.total_seconds():
         raise ConfigError(
             f"{value!r} is out of range ({format_duration(minimum)} .. {format_duration(maximum)})",
             field=field, subject=subject,
         )
-    return out
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:
