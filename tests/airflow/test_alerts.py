@@ -2,8 +2,9 @@
 notifiers to a real local SMTP server (aiosmtpd) and a local HTTP receiver standing in for the
 Slack webhook and the generic webhook (no network). One alert per run, kind and target; a retried
 ``record_run`` sends nothing more; a successful run sends nothing; a dead target stops no other;
-lateness comes from the watchdog DAG, once per day. No secret reaches a message, a log or the
-``alerts_sent`` ledger."""
+the watchdog re-sends a delivery that failed or was left ``sending`` by a crashed sender, once;
+lateness comes from the watchdog DAG, once per missing day. No secret (not even a Slack webhook
+URL's token) reaches a message, a log or the ``alerts_sent`` ledger."""
 
 from __future__ import annotations
 
@@ -60,14 +61,17 @@ def smtp():
 
 @pytest.fixture
 def receiver():
-    """A local HTTP server recording every POST (path, JSON body); /broken answers 500."""
+    """A local HTTP server recording every POST (path, JSON body); /broken, and any path starting
+    with a prefix in ``down`` (the third value, a set a test fills and empties), answer 500."""
     got: list[tuple[str, dict]] = []
+    down: set[str] = set()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             got.append((self.path, json.loads(body or b"{}")))
-            self.send_response(500 if self.path.startswith("/broken") else 200)
+            failing = self.path.startswith("/broken") or any(self.path.startswith(p) for p in down)
+            self.send_response(500 if failing else 200)
             self.end_headers()
             self.wfile.write(b"ok")
 
@@ -77,7 +81,7 @@ def receiver():
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield server.server_address[1], got
+        yield server.server_address[1], got, down
     finally:
         server.shutdown()
         server.server_close()
@@ -90,7 +94,7 @@ def alerting(group_env, smtp, receiver, monkeypatch):
     the DAG these tests serialize into Airflow's metadata DB never changes jp_daily_quotes' schedule
     for the tests after them. Returns a helper to read what arrived where."""
     smtp_port, inbox = smtp
-    http_port, got = receiver
+    http_port, got, _ = receiver
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", BASE_URL)
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", json.dumps({
@@ -218,23 +222,147 @@ def test_check_errors_alert(alerting, fake):
     assert {k for k, *_ in ledger(url)} == {"check_errors"}
 
 
-def test_watchdog_sends_one_late_alert_per_group_and_day(alerting):
+def test_watchdog_sends_one_late_alert_per_group_and_missing_day(alerting):
+    from moomarkets.pipeline.freshness import group_freshness
+    from moomarkets.warehouse import config_store
+
     url, arrived, _ = alerting
     with connect(url) as conn, conn.transaction():
         conn.execute("UPDATE job_groups SET alerts = %s WHERE name = 'jp_daily_quotes'", (json.dumps({"targets": [
             {"type": "webhook", "conn_id": "hook_alerts", "endpoint": "/hooks/moomarkets"}]}),))  # WEEKLY: no late
         # created a month ago (a group is never late for days before it existed)
         conn.execute("UPDATE job_groups SET created_at = now() - interval '30 days'")
+    with connect(url) as conn:
+        spec = next(s for s in config_store.read_specs(conn) if s.group.name == "jp_daily_quotes")
+        due = group_freshness(conn, spec, now=datetime.now(TOKYO), grace=timedelta(hours=2)).missing
+    assert len(due) >= 5  # never loaded: every due trading day of the lookback window is missing
+    # a failed run of one day, successful runs of every other day (before and after it)
+    gap = due[-2]
+    with connect(url) as conn, conn.transaction():
+        for i, (status, start, end) in enumerate([("success", due[0] - timedelta(days=7), gap - timedelta(days=1)),
+                                                  ("failed", gap, gap),
+                                                  ("success", gap + timedelta(days=1), date.today() + timedelta(1))]):
+            conn.execute("INSERT INTO runs (group_name, dag_id, run_id, status, covers_from, covers_to)"
+                         " VALUES ('jp_daily_quotes', 'jp_daily_quotes', %s, %s, %s, %s)", (f"r{i}", status, start, end))
     watchdog = get_dag("moomarkets_watchdog")
-    assert watchdog.catchup is False and [t.task_id for t in watchdog.tasks] == ["check_lateness"]
+    assert watchdog.catchup is False and [t.task_id for t in watchdog.tasks] == ["resend_alerts", "check_lateness"]
     assert watchdog.get_task("check_lateness").owner == "moomarkets"
     assert watchdog.test().state == "success"
     _, _, hooks = arrived()
-    [hook] = hooks  # the group never loaded anything: its last due day is late
-    day = date.fromisoformat(hook["trading_day"])
-    assert hook["kind"] == "late" and hook["group"] == "jp_daily_quotes" and hook["last_complete"] is None
-    assert day.weekday() < 5 and date.today() - timedelta(days=5) <= day <= date.today() + timedelta(days=1)
+    [hook] = hooks  # only the failed day is late, though later days loaded
+    assert hook["kind"] == "late" and hook["group"] == "jp_daily_quotes" and hook["trading_day"] == gap.isoformat()
+    assert hook["last_complete"] is not None and hook["last_complete"] > gap.isoformat()
     assert hook["group_url"] == f"{BASE_URL}/moomarkets/groups/jp_daily_quotes"
     assert watchdog.test().state == "success"  # the next tick: already sent
     assert len(arrived()[2]) == 1
-    assert ledger(url) == [("late", day.isoformat(), "webhook:hook_alerts", "sent", "")]
+    assert ledger(url) == [("late", gap.isoformat(), "webhook:hook_alerts", "sent", "")]
+
+
+def _attempts(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT kind, key, target, status, attempts FROM alerts_sent ORDER BY id").fetchall()
+
+
+def _only_webhook(url: str) -> None:
+    with connect(url) as conn, conn.transaction():
+        conn.execute("UPDATE job_groups SET alerts = %s WHERE name = %s", (json.dumps({
+            "on": ["failure", "partial"],
+            "targets": [{"type": "webhook", "conn_id": "hook_alerts", "endpoint": "/hooks/moomarkets"}]}), WEEKLY))
+
+
+PARTIAL = {"status": "partial", "units_total": 5, "units_failed": 1, "rows_loaded": 10, "problems": []}
+
+
+def test_watchdog_resends_an_alert_whose_target_was_down(alerting, receiver):
+    from moomarkets.airflow.alerts import send_run_alerts
+
+    url, arrived, got = alerting
+    _, _, down = receiver
+    _only_webhook(url)
+    down.add("/hooks/")  # the webhook answers 500
+    assert send_run_alerts({"dag_run": None}, url=url, group=WEEKLY, dag_id=WEEKLY, run_id="manual__down",
+                           summary=PARTIAL, source_conn_id="jquants_default") == ["partial"]
+    assert len(got) == 1 and _attempts(url) == [("partial", "manual__down", "webhook:hook_alerts", "failed", 1)]
+    assert "500" in ledger(url)[0][4]
+    down.clear()  # the webhook is back: the next watchdog tick delivers the stored message, once
+    watchdog = get_dag("moomarkets_watchdog")
+    assert watchdog.test().state == "success"
+    assert _attempts(url) == [("partial", "manual__down", "webhook:hook_alerts", "sent", 2)]
+    [first, second] = arrived()[2]
+    assert second == first and second["run_id"] == "manual__down" and second["kind"] == "partial"
+    assert watchdog.test().state == "success"
+    assert len(got) == 2
+
+
+def test_watchdog_resends_a_claim_left_sending_by_a_crashed_sender(alerting):
+    from moomarkets.airflow.alerts import sender
+    from moomarkets.pipeline import alerts as domain
+
+    url, arrived, got = alerting
+    _only_webhook(url)
+    settings, [alert] = domain.run_alerts(url, group=WEEKLY, dag_id=WEEKLY, run_id="manual__crash", summary=PARTIAL,
+                                          base_url=BASE_URL)
+
+    def crash(target, alert):
+        raise SystemExit("worker killed mid-send")
+
+    with pytest.raises(SystemExit):
+        domain.deliver(url, alert, settings.targets, crash)
+    assert _attempts(url) == [("partial", "manual__crash", "webhook:hook_alerts", "sending", 1)]
+    # record_run's retry a minute later sees it being sent and sends nothing
+    assert domain.deliver(url, alert, settings.targets, sender({})).already == ["webhook:hook_alerts"]
+    watchdog = get_dag("moomarkets_watchdog")
+    assert watchdog.test().state == "success" and got == []  # a claim younger than 10 minutes is left alone
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE alerts_sent SET claimed_at = claimed_at - interval '11 minutes'")
+    assert watchdog.test().state == "success"
+    [hook] = arrived()[2]
+    assert hook == alert.payload
+    assert _attempts(url) == [("partial", "manual__crash", "webhook:hook_alerts", "sent", 2)]
+    assert watchdog.test().state == "success" and len(got) == 1
+
+
+SLACK_SECRET = "SECRETTOKEN9931"
+
+
+def test_a_failing_slack_webhook_url_never_leaks_its_token(alerting, receiver, monkeypatch, caplog, capfd):
+    """The token is in the webhook URL: the whole URL as the password (the webhook answers 500), or
+    host + token (the port is closed). Neither failure's record, log or retry shows it, nor does
+    any other target's message."""
+    import logging
+
+    from moomarkets.airflow.alerts import send_run_alerts
+
+    url, arrived, got = alerting
+    port, _, down = receiver
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_LEAKY", json.dumps({
+        "conn_type": "slackwebhook", "password": f"http://127.0.0.1:{port}/services/T000/B000/{SLACK_SECRET}"}))
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_CLOSED", json.dumps({
+        "conn_type": "slackwebhook", "host": f"http://127.0.0.1:{free_port()}/services",
+        "password": f"T000/B000/{SLACK_SECRET}", "extra": {"timeout": 3}}))
+    with connect(url) as conn, conn.transaction():
+        conn.execute("UPDATE job_groups SET alerts = %s WHERE name = %s", (json.dumps({"on": ["partial"], "targets": [
+            {"type": "slack", "conn_id": "slack_leaky"}, {"type": "slack", "conn_id": "slack_closed"},
+            {"type": "webhook", "conn_id": "hook_alerts", "endpoint": "/hooks/moomarkets"}]}), WEEKLY))
+    down.add("/services/T000/")
+    caplog.set_level(logging.INFO)
+    assert send_run_alerts({"dag_run": None}, url=url, group=WEEKLY, dag_id=WEEKLY, run_id="manual__leak",
+                           summary=PARTIAL, source_conn_id="jquants_default") == ["partial"]
+    rows = ledger(url)
+    assert [(t, s) for _, _, t, s, _ in rows] == [
+        ("slack:slack_closed", "failed"), ("slack:slack_leaky", "failed"), ("webhook:hook_alerts", "sent")]
+    assert all(e for *_, s, e in rows if s == "failed")  # each failure has its (scrubbed) reason
+    # the watchdog's retry fails the same way, and says no more
+    assert get_dag("moomarkets_watchdog").test().state == "success"
+    with psycopg.connect(url) as conn:
+        errors = [e for (e,) in conn.execute("SELECT coalesce(error, '') || message::text FROM alerts_sent")]
+    others = [body for path, body in got if not path.startswith("/services/T000/")]
+    assert len(others) == 1 and [p for p, _ in got if p.startswith("/services/")] == [
+        f"/services/T000/B000/{SLACK_SECRET}"] * 2  # the first attempt and the watchdog's retry
+    # caplog has what reaches the stdlib root logger; Airflow's structlog writes task logs to stdout
+    out = capfd.readouterr()
+    logs = "\n".join([caplog.text, *(r.getMessage() for r in caplog.records), out.out, out.err])
+    for text in (*errors, logs, json.dumps(others), *arrived()[2]):
+        assert SLACK_SECRET not in str(text)
+    assert logs.count("to slack:slack_leaky failed") >= 2 and logs.count("to slack:slack_closed failed") >= 2
+    assert "Status Code: 500" in logs and "Connection refused" in logs

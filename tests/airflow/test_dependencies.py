@@ -226,3 +226,98 @@ def test_trigger_reports_the_timeout_with_the_missing_day(deps_env):
     trigger = UpstreamLoadedTrigger(dag_id="jp_daily_quotes", run_id="r", upstream="jp_trading_calendar",
                                     days=["2026-11-20"], deadline=past, poll_seconds=0.1)
     assert run_trigger(trigger) == {"status": "timed_out", "upstream": "jp_trading_calendar", "day": "2026-11-20"}
+
+
+def test_disabled_downstream_skips_at_once_instead_of_waiting(deps_env, fake):
+    _, state = fake
+    with psycopg.connect(deps_env) as conn:  # the calendar never loaded; the quotes group is off
+        conn.execute("UPDATE job_groups SET is_enabled = false WHERE name = 'jp_daily_quotes'")
+    started = time.monotonic()
+    run = get_dag("jp_daily_quotes").test(logical_date=QUOTES_FRIDAY)
+    assert time.monotonic() - started < 60
+    got = states(run)
+    assert got[WAIT] == "success" and got["plan_units"] == "skipped" and got["record_run"] == "skipped"
+    with psycopg.connect(deps_env) as conn:
+        assert conn.execute("SELECT status, error FROM runs WHERE group_name = 'jp_daily_quotes'").fetchall() == [
+            ("skipped", "job group 'jp_daily_quotes' is disabled")]
+    assert waits(deps_env) == []  # never waited, so nothing timed out either
+    assert state.count() == 0
+
+
+def test_group_disabled_while_waiting_stops_waiting_and_never_fails(deps_env):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    sensor = get_dag("jp_daily_quotes").get_task(WAIT)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context(run_id="r1"))
+    trigger = deferred.value.trigger
+    assert trigger.group == "jp_daily_quotes"
+    trigger.poll_seconds = 0.2
+
+    def disable():
+        time.sleep(0.6)
+        with psycopg.connect(deps_env) as conn:
+            conn.execute("UPDATE job_groups SET is_enabled = false WHERE name = 'jp_daily_quotes'")
+
+    event = run_trigger(trigger, disable)
+    assert event == {"status": "not_runnable", "upstream": "jp_trading_calendar",
+                     "reason": "job group 'jp_daily_quotes' is disabled"}
+    sensor.execute_complete(context(run_id="r1"), event)  # returns: plan_units records the skip
+    # a timed-out event for a group disabled meanwhile does not fail (nor record a failed run) either
+    sensor.execute_complete(context(run_id="r1"), {"status": "timed_out", "upstream": "jp_trading_calendar"})
+    [(_, _, _, status, message)] = waits(deps_env)
+    assert status == "abandoned" and message == "no longer waiting: job group 'jp_daily_quotes' is disabled"
+    with psycopg.connect(deps_env) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+
+
+def test_trigger_keeps_polling_through_a_warehouse_error(deps_env, monkeypatch, capfd):
+    from moomarkets.airflow.dependencies import UpstreamLoadedTrigger
+    from moomarkets.pipeline import upstreams
+
+    upstream_run(deps_env, "scheduled__1", "success", date(2026, 11, 19), date(2026, 11, 20))
+    real, calls = upstreams.poll, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("connection to server at 127.0.0.1 failed: password=hunter2")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(upstreams, "poll", flaky)
+    future = (datetime.now(TOKYO) + timedelta(minutes=5)).isoformat()
+    trigger = UpstreamLoadedTrigger(dag_id="jp_daily_quotes", run_id="r", upstream="jp_trading_calendar",
+                                    days=["2026-11-20"], deadline=future, poll_seconds=0.1, group="jp_daily_quotes")
+    capfd.readouterr()
+    assert run_trigger(trigger) == {"status": "loaded", "upstream": "jp_trading_calendar"}
+    assert len(calls) == 2
+    out = "".join(capfd.readouterr())  # Airflow's structlog writes to the console
+    [warning] = [line for line in out.splitlines() if "warehouse not reachable" in line]
+    assert "OperationalError" in warning and "polling again" in warning
+    assert "hunter2" not in out and "127.0.0.1" not in out
+
+
+def test_record_run_abandons_what_the_run_still_waits_for(deps_env):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from moomarkets.pipeline import run as runner
+
+    with pytest.raises(TaskDeferred):
+        get_dag("jp_daily_quotes").get_task(WAIT).execute(context(run_id="r1"))
+    assert waits(deps_env)[0][3] == "waiting"
+    # e.g. the run was marked failed by hand: record_run (all_done) still runs and closes the wait
+    assert runner.record_run(dag_id="jp_daily_quotes", run_id="r1", url=deps_env)["status"] == "missing"
+    assert waits(deps_env)[0][3] == "abandoned"
+
+
+def test_a_failed_upstream_run_is_the_reason_of_the_wait(deps_env):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    upstream_run(deps_env, "scheduled__2026-11-19T22:00:00+00:00", "failed", date(2026, 11, 20), date(2026, 12, 19))
+    with psycopg.connect(deps_env) as conn:
+        conn.execute("UPDATE runs SET error = 'date:2026-11-20: HTTP 500 from /markets/calendar\nsecond line'")
+    with pytest.raises(TaskDeferred):
+        get_dag("jp_daily_quotes").get_task(WAIT).execute(context(run_id="r1"))
+    assert waits(deps_env)[0][4] == (
+        "waiting for jp_trading_calendar to completely load 2026-11-20 (its run "
+        "scheduled__2026-11-19T22:00:00+00:00 failed: date:2026-11-20: HTTP 500 from /markets/calendar)")

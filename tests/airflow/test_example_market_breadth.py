@@ -105,10 +105,13 @@ def test_example_dag_computes_returns_and_breadth_of_the_loaded_days(group_env):
     for key in ("ratio", "mean", "median"):
         assert got_breadth[key] == pytest.approx(want_breadth[key], rel=1e-12)
 
-    # the asset-triggered path: each event's extra names the interval it loaded; a coalesced run
-    # computes every window (Thursday has no earlier close stored, so no breadth row)
-    windows = [market_breadth.window_of(e) for e in asset_extras([r.run_id for r in loads])]
-    assert sorted(windows) == [(date(2026, 11, 18), THURSDAY), (THURSDAY, FRIDAY)]
+    # the asset-triggered path: each event's extra names the trading days it loaded; a coalesced
+    # run computes every window (Thursday has no earlier close stored, so no breadth row)
+    extras = asset_extras([r.run_id for r in loads])
+    assert sorted((e["covers_from"], e["covers_to"]) for e in extras) == [
+        (THURSDAY.isoformat(), THURSDAY.isoformat()), (FRIDAY.isoformat(), FRIDAY.isoformat())]
+    windows = [market_breadth.window_of(e) for e in extras]
+    assert sorted(windows) == [(THURSDAY, THURSDAY), (FRIDAY, FRIDAY)]
     again = market_breadth.compute(group_env, windows=windows)
     assert again == {"days": [THURSDAY.isoformat(), FRIDAY.isoformat()], "returns": len(want_returns),
                      "breadth_rows": 1}
@@ -121,3 +124,12 @@ def test_window_of_a_history_load_is_its_range():
     assert window_of({"history": {"from": "2026-01-05", "to": "2026-03-31"}, "data_interval_start": None}) == (
         date(2026, 1, 5), date(2026, 3, 31))
     assert window_of({"group": "x"}) is None
+
+
+def test_window_of_prefers_the_days_the_load_covered():
+    from moomarkets.examples.market_breadth import window_of
+
+    extra = {"data_interval_start": "2026-11-19T10:00:00+00:00", "data_interval_end": "2026-11-20T10:00:00+00:00"}
+    assert window_of(extra) == (date(2026, 11, 19), FRIDAY)  # an older event: the interval's UTC dates
+    assert window_of({**extra, "covers_from": "2026-11-20", "covers_to": "2026-11-20"}) == (FRIDAY, FRIDAY)
+    assert window_of({**extra, "covers_from": None, "covers_to": None}) == (date(2026, 11, 19), FRIDAY)

@@ -142,6 +142,47 @@ def test_run_metrics_reach_statsd_with_the_warehouse_values(group_env, fake, sta
     assert sum(timings["rate_limit_wait"]) == pytest.approx(wait * 1000, abs=units)  # ms, rounded per unit
 
 
+def test_a_retried_unit_keeps_the_counts_of_every_attempt(group_env, fake, statsd, monkeypatch):
+    """A unit whose first attempt runs out of client retries (three 429s and three 500s: retryable,
+    so Airflow retries the task) and whose second attempt loads: run_units adds both attempts up,
+    and the metrics, the fake's request count and the Health page's source_days all agree."""
+    from moomarkets.sources.jquants.client import JQuantsClient
+    from moomarkets.warehouse import health
+
+    _, state = fake
+    monkeypatch.setattr(JQuantsClient, "_backoff", lambda self, attempt: 0.05)  # 6 client attempts, fast
+    with connect(group_env) as conn, conn.transaction():
+        store.update_group(conn, "jp_daily_quotes", schedule="0 19 * * 5")  # weekly: Mon..Fri, 5 units
+    state.inject("429", 3)
+    state.inject("500", 3)
+    run = get_dag("jp_daily_quotes").test(logical_date=datetime(2026, 11, 20, 20, 0, tzinfo=TOKYO))
+    assert run.state == "success"  # the retry loaded the unit
+    statsd.close()
+
+    with psycopg.connect(group_env) as conn:
+        units = conn.execute("SELECT unit_key, status, attempts, requests, http_429, http_5xx, wait_seconds"
+                             " FROM run_units ORDER BY unit_key").fetchall()
+        requests, h429, h5xx, wait = (sum(u[i] for u in units) for i in (3, 4, 5, 6))
+    with connect(group_env) as conn:
+        today = datetime.now(ZoneInfo("UTC")).date()
+        days = health.source_days(conn, date.fromordinal(today.toordinal() - 1), date.fromordinal(today.toordinal() + 1))
+    counters, timings, _ = by_metric(statsd.parsed())
+
+    retried = [u for u in units if u[2] == 2]
+    assert len(units) == 5 and all(u[1] == "success" for u in units) and len(retried) == 1
+    # the retried unit kept its first attempt's 6 failed requests next to the second attempt's
+    assert (retried[0][4], retried[0][5]) == (3, 3) and retried[0][3] > 6
+    assert requests == state.count() == counters["http_requests"]
+    assert (h429, h5xx) == (counters["http_429"], counters["http_5xx"]) == (3, 3)
+    assert (counters["units_failed"], counters["units_ok"], counters["run_success"]) == (1, 5, 1)
+    assert len(timings["rate_limit_wait"]) == 6  # one per attempt
+    assert sum(timings["rate_limit_wait"]) == pytest.approx(wait * 1000, abs=6)
+    assert [d["source"] for d in days] == ["jquants"]
+    assert (sum(d["requests"] for d in days), sum(d["http_429"] for d in days), sum(d["http_5xx"] for d in days)) == (
+        requests, 3, 3)
+    assert sum(d["wait_seconds"] for d in days) == pytest.approx(wait)
+
+
 def test_restatement_metrics(warehouse_url, airflow_db, statsd, monkeypatch, tmp_path):
     from moomarkets.testing import jquants_data as fd
     from moomarkets.testing.jquants_fake import FakeConfig, running_fake
@@ -168,12 +209,22 @@ def test_restatement_metrics(warehouse_url, airflow_db, statsd, monkeypatch, tmp
         unit_requests = conn.execute(
             "SELECT sum(u.requests) FROM run_units u JOIN runs r ON r.id = u.run_pk WHERE r.run_id = %s", (run.run_id,)
         ).fetchone()[0]
-        restated = conn.execute("SELECT code, requests FROM restatements WHERE status = 'done'").fetchall()
+        restated = conn.execute("SELECT code, requests, http_429, http_5xx FROM restatements"
+                                " WHERE status = 'done'").fetchall()
+        all_requests = conn.execute("SELECT (SELECT sum(requests) FROM run_units)"
+                                    " + (SELECT sum(requests) FROM restatements)").fetchone()[0]
     counters, _, _ = by_metric(statsd.parsed(since=first))
-    assert restated == [(fd.SPLIT_CODE, 2)]
-    assert counters["restatements"] == 1 and counters["restatements_failed"] == 0
+    assert restated == [(fd.SPLIT_CODE, 2, 0, 0)]
+    assert counters["restatements"] == 1 and "restatements_failed" not in counters  # 0: not sent
     assert counters["http_requests"] == unit_requests + 2 == sent  # the units' and the restatement's
     assert counters["run_success"] == 1
+    # the Health page counts the restatement's requests with the source's (both runs' units + 2)
+    from moomarkets.warehouse import health
+
+    with connect(warehouse_url) as conn:
+        today = datetime.now(ZoneInfo("UTC")).date()
+        days = health.source_days(conn, date.fromordinal(today.toordinal() - 1), date.fromordinal(today.toordinal() + 1))
+    assert sum(d["requests"] for d in days) == all_requests > unit_requests + 2
 
 
 
@@ -215,10 +266,18 @@ def test_names_tags_and_a_broken_backend():
         metrics.emit_run(pipe, {"status": "missing", "rows_loaded": 0})
         assert all(c[3] == tags for c in calls)
         got = {(kind, stat.removeprefix("moomarkets.jquants.jp_daily_quotes.")): v for kind, stat, v, _ in calls}
+        # counters of 0 (no 429, no 5xx) are not sent; timings and gauges are, as measured
         assert got == {("incr", "rows_loaded"): 7, ("incr", "rows_changed"): 3, ("incr", "units_ok"): 1,
-                       ("incr", "http_requests"): 2, ("incr", "http_429"): 0, ("incr", "http_5xx"): 0,
+                       ("incr", "http_requests"): 2,
                        ("timing", "rate_limit_wait"): 1.5, ("timing", "unit_duration"): 2.25,
                        ("incr", "run_failed"): 1, ("gauge", "run_rows_loaded"): 0}
+        # a record_run retried after it closed the run (same outcome) does not count the run again
+        calls.clear()
+        metrics.emit_run(pipe, {"status": "success", "rows_loaded": 5, "newly_closed": False})
+        assert calls == []
+        metrics.emit_run(pipe, {"status": "success", "rows_loaded": 5, "newly_closed": True})
+        assert [(kind, stat.rsplit(".", 1)[1], v) for kind, stat, v, _ in calls] == [
+            ("incr", "run_success", 1), ("gauge", "run_rows_loaded", 5)]
         stats.initialize(factory=Broken, export_legacy_names=False)
         metrics.emit_unit(pipe, unit)  # logged, not raised
     finally:

@@ -123,7 +123,7 @@ def test_late_alerts_follow_the_warehouse(warehouse_url):
         conn.execute("UPDATE job_groups SET alerts = %s WHERE name = 'jp_quiet'", (json.dumps({"on": ["failure"]}),))
         conn.execute("UPDATE job_groups SET created_at = '2026-11-01T00:00:00Z'")  # before the moments below
         conn.execute("INSERT INTO runs (group_name, dag_id, run_id, status, covers_from, covers_to)"
-                     " VALUES ('jp_daily_quotes', 'jp_daily_quotes', 'r1', 'success', '2026-11-26', '2026-11-26')")
+                     " VALUES ('jp_daily_quotes', 'jp_daily_quotes', 'r1', 'success', '2026-11-01', '2026-11-26')")
 
     def late(now):
         return [(a.group, a.key, a.payload["last_complete"], a.payload["deadline"])
@@ -136,6 +136,13 @@ def test_late_alerts_follow_the_warehouse(warehouse_url):
     with connect(warehouse_url) as conn, conn.transaction():
         conn.execute("UPDATE runs SET covers_to = '2026-11-27'")
     assert late(datetime(2026, 11, 30, 11, 0, tzinfo=UTC)) == []  # Monday morning: Friday loaded, Monday not due
+    # Monday's run failed, Tuesday's loaded: on Wednesday Monday is late (one alert for that day)
+    with connect(warehouse_url) as conn, conn.transaction():
+        conn.execute("INSERT INTO runs (group_name, dag_id, run_id, status, covers_from, covers_to) VALUES"
+                     " ('jp_daily_quotes', 'jp_daily_quotes', 'r2', 'failed', '2026-11-30', '2026-11-30'),"
+                     " ('jp_daily_quotes', 'jp_daily_quotes', 'r3', 'success', '2026-12-01', '2026-12-01')")
+    assert late(datetime(2026, 12, 2, 9, 0, tzinfo=UTC)) == [
+        ("jp_daily_quotes", "2026-11-30", "2026-12-01", "2026-11-30T12:00:00+00:00")]
 
 
 @pytest.mark.integration
@@ -160,3 +167,101 @@ def test_ledger_sends_once_and_a_failing_target_does_not_stop_the_others(warehou
     with connect(warehouse_url) as conn:
         rows = {r["target"]: (r["status"], r["error"]) for r in ledger.recent(conn, "jp_daily_quotes")}
     assert rows == {"slack:ok": ("sent", None), "webhook:broken": ("failed", "refused")}
+
+
+def _rows(url):
+    from moomarkets.warehouse.db import connect
+
+    with connect(url) as conn:
+        return {(r["key"], r["target"]): (r["status"], r["attempts"], r["error"]) for r in conn.execute(
+            "SELECT key, target, status, attempts, error FROM alerts_sent")}
+
+
+def _age(url, minutes):
+    from moomarkets.warehouse.db import connect
+
+    with connect(url) as conn, conn.transaction():
+        conn.execute("UPDATE alerts_sent SET claimed_at = claimed_at - make_interval(mins => %s)", (minutes,))
+
+
+@pytest.mark.integration
+def test_resend_retries_a_failed_delivery_up_to_three_attempts(warehouse_url):
+    target = AlertTarget("webhook", "hook", endpoint="/hooks/x")
+    up, got = {"hook": False}, []
+
+    def send(t, alert):
+        if not up["hook"]:
+            raise alerts.DeliveryError("HTTPError: 500")
+        got.append((t, alert))
+
+    a = run_alert()
+    assert alerts.deliver(warehouse_url, a, [target], send).failed == {"webhook:hook": "HTTPError: 500"}
+    key = (a.key, "webhook:hook")
+    assert _rows(warehouse_url)[key] == ("failed", 1, "HTTPError: 500")
+    # the watchdog's retry: still down (attempt 2), then up (attempt 3): delivered once, as rendered
+    [r] = alerts.resend_pending(warehouse_url, send)
+    assert (r["attempt"], r["sent"], r["error"]) == (2, False, "HTTPError: 500")
+    up["hook"] = True
+    [r] = alerts.resend_pending(warehouse_url, send)
+    assert (r["attempt"], r["sent"]) == (3, True)
+    [(t, sent)] = got
+    assert t == target and sent == a  # the stored message: same texts, payload, run and target
+    assert _rows(warehouse_url)[key] == ("sent", 3, None)
+    assert alerts.resend_pending(warehouse_url, send) == [] and len(got) == 1
+
+    # a target down for all three attempts is given up (the row stays failed with its reason)
+    b = run_alert(run_id="manual__b")
+    up["hook"] = False
+    alerts.deliver(warehouse_url, b, [target], send)
+    alerts.resend_pending(warehouse_url, send)
+    alerts.resend_pending(warehouse_url, send)
+    assert _rows(warehouse_url)[(b.key, "webhook:hook")] == ("failed", 3, "HTTPError: 500")
+    assert alerts.resend_pending(warehouse_url, send) == []
+    assert alerts.deliver(warehouse_url, b, [target], send).already == ["webhook:hook"]  # out of attempts
+
+
+@pytest.mark.integration
+def test_resend_picks_up_a_claim_abandoned_by_a_crashed_sender(warehouse_url):
+    target = AlertTarget("slack", "ok")
+    got = []
+
+    def crash(t, alert):
+        raise SystemExit("worker killed")  # not an Exception: deliver() cannot record it
+
+    a = run_alert()
+    with pytest.raises(SystemExit):
+        alerts.deliver(warehouse_url, a, [target], crash)
+    key = (a.key, "slack:ok")
+    assert _rows(warehouse_url)[key] == ("sending", 1, None)
+    # a retried record_run a minute later finds it being sent and sends nothing ...
+    assert alerts.deliver(warehouse_url, a, [target], lambda t, al: got.append(al)).already == ["slack:ok"]
+    # ... nor does the watchdog while the claim is younger than 10 minutes
+    assert alerts.resend_pending(warehouse_url, lambda t, al: got.append(al)) == []
+    _age(warehouse_url, 11)
+    [r] = alerts.resend_pending(warehouse_url, lambda t, al: got.append(al))
+    assert (r["attempt"], r["sent"]) == (2, True) and got == [a]
+    assert _rows(warehouse_url)[key] == ("sent", 2, None)
+    assert alerts.resend_pending(warehouse_url, lambda t, al: got.append(al)) == [] and got == [a]
+
+    # abandoned on its last attempt: closed as failed, never sent a fourth time
+    b = run_alert(run_id="manual__b")
+    with pytest.raises(SystemExit):
+        alerts.deliver(warehouse_url, b, [target], crash)
+    from moomarkets.warehouse.db import connect
+
+    with connect(warehouse_url) as conn, conn.transaction():
+        conn.execute("UPDATE alerts_sent SET attempts = 3 WHERE key = 'manual__b'")
+    _age(warehouse_url, 11)
+    assert alerts.resend_pending(warehouse_url, lambda t, al: got.append(al)) == [] and got == [a]
+    status, attempts, error = _rows(warehouse_url)[(b.key, "slack:ok")]
+    assert (status, attempts) == ("failed", 3) and "last attempt" in error
+
+
+def test_a_late_alert_lists_every_missing_day_under_the_latest():
+    from moomarkets.pipeline.alerts import build_late_alert
+
+    alert = build_late_alert(group="jp_daily_quotes", day=date(2026, 11, 27),
+                             deadline=datetime(2026, 11, 27, 12, 0, tzinfo=UTC), last_complete=date(2026, 11, 24),
+                             base_url=BASE, missing=[date(2026, 11, 27), date(2026, 11, 25)])
+    assert alert.key == "2026-11-27" and alert.payload["missing_days"] == ["2026-11-25", "2026-11-27"]
+    assert "2026-11-25, 2026-11-27" in alert.text and "2026-11-25, 2026-11-27" in alert.html

@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-
 from moomarkets.pipeline.freshness import group_freshness
 from moomarkets.warehouse import config_store
 from moomarkets.warehouse.db import connect
@@ -45,10 +44,11 @@ def spec(conn, name):
     return next(s for s in config_store.read_specs(conn) if s.group.name == name)
 
 
-def loaded(conn, group: str, covers_to: date, status: str = "success") -> None:
+def loaded(conn, group: str, covers_to: date, status: str = "success", since: date = date(2026, 10, 1)) -> None:
+    """A run of ``group`` covering ``since`` .. ``covers_to`` (by default: everything up to ``covers_to``)."""
     conn.execute(
         "INSERT INTO runs (group_name, dag_id, run_id, status, covers_from, covers_to) VALUES (%s, %s, %s, %s, %s, %s)",
-        (group, group, f"run_{covers_to}_{status}", status, covers_to, covers_to),
+        (group, group, f"run_{since}_{covers_to}_{status}", status, since, covers_to),
     )
 
 
@@ -62,7 +62,7 @@ def test_weekend_expects_friday(conn):
     loaded(conn, "jp_quotes", date(2026, 11, 20), status="failed")  # a failed run is not a complete load
     f = group_freshness(conn, spec(conn, "jp_quotes"), now=at(2026, 11, 22, 12))
     assert (f.group, f.last_complete, f.expected, f.late) == ("jp_quotes", date(2026, 11, 19), date(2026, 11, 20), True)
-    assert f.due_at == at(2026, 11, 20, 19)
+    assert f.due_at == at(2026, 11, 20, 19) and f.missing == [date(2026, 11, 20)]
     loaded(conn, "jp_quotes", date(2026, 11, 20))
     f = group_freshness(conn, spec(conn, "jp_quotes"), now=at(2026, 11, 22, 12))
     assert (f.last_complete, f.expected, f.late) == (date(2026, 11, 20), date(2026, 11, 20), False)
@@ -101,6 +101,10 @@ def test_grace_delays_lateness(conn):
 def test_never_loaded_is_late_and_calendar_days_ahead_are_capped(conn):
     f = group_freshness(conn, spec(conn, "jp_quotes"), now=at(2026, 11, 20, 12))
     assert (f.last_complete, f.expected, f.late) == (None, date(2026, 11, 19), True)
+    # every weekday due in the lookback window (21 days back: from Fri 2026-10-30) is missing
+    weekdays = [date(2026, 10, 30) + timedelta(days=i) for i in range(21)]
+    assert f.missing == [d for d in weekdays if d.weekday() < 5] and len(f.missing) == 15
+    assert f.deadlines[date(2026, 10, 30)] == at(2026, 10, 30, 19)
     # a calendar run loads the year ahead; only days up to today count as loaded
     loaded(conn, "jp_calendar", date(2027, 11, 25))
     f = group_freshness(conn, spec(conn, "jp_calendar"), now=at(2026, 11, 20, 12))
@@ -129,3 +133,18 @@ def test_a_new_group_is_not_late_for_days_before_it_existed(conn):
     assert (before.expected, before.late) == (None, False)
     after = group_freshness(conn, spec(conn, "jp_quotes"), now=at(2026, 11, 17, 19, 30))
     assert (after.expected, after.late) == (date(2026, 11, 17), True)
+
+
+def test_a_failed_day_stays_missing_after_a_later_day_loaded(conn):
+    # loaded through Fri 2026-11-13; Monday's run failed, Tuesday's succeeded: Monday is still missing
+    loaded(conn, "jp_quotes", date(2026, 11, 13))
+    loaded(conn, "jp_quotes", date(2026, 11, 16), status="failed", since=date(2026, 11, 16))
+    loaded(conn, "jp_quotes", date(2026, 11, 17), since=date(2026, 11, 17))
+    f = group_freshness(conn, spec(conn, "jp_quotes"), now=at(2026, 11, 18, 12))  # Wednesday's run is ahead
+    assert (f.last_complete, f.expected, f.late) == (date(2026, 11, 17), date(2026, 11, 17), True)
+    assert f.missing == [date(2026, 11, 16)] and f.deadlines == {date(2026, 11, 16): at(2026, 11, 16, 19)}
+    assert f.due_at == at(2026, 11, 17, 19)
+    # a backfill of Monday closes the gap
+    loaded(conn, "jp_quotes", date(2026, 11, 16), since=date(2026, 11, 16))
+    f = group_freshness(conn, spec(conn, "jp_quotes"), now=at(2026, 11, 18, 12))
+    assert (f.missing, f.late) == ([], False)

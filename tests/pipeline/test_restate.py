@@ -156,6 +156,8 @@ def test_failed_restatement_is_recorded_scrubbed_and_retried(warehouse_url, fake
     load(warehouse_url, pipe, base_url, Interval(tokyo(2026, 3, 24), tokyo(2026, 3, 27)), "run_1")
     state.config.today = AFTER
     load(warehouse_url, pipe, base_url, Interval(tokyo(2026, 3, 27), tokyo(2026, 3, 30)), "run_2")
+    sent_before = state.count()
+    state.inject("429", 1)  # retried by the client, then the 400 fails the code for good
     state.inject("400", 1, message=f"bad request for key {KEY}")
     creds = Credentials(secret=KEY, host=base_url)
     with pytest.raises(restate.RestatementFailed) as ei:
@@ -169,6 +171,10 @@ def test_failed_restatement_is_recorded_scrubbed_and_retried(warehouse_url, fake
     assert summary["restated"] == 1
     with psycopg.connect(warehouse_url) as conn:
         assert restatements.failed_restatements(conn, "jp_bars", "run_2") == []
+        # the failed attempt's requests (the 429 and the 400) count with the retry's, as the source saw them
+        row = conn.execute("SELECT requests, http_429, http_5xx, wait_seconds > 0 FROM restatements"
+                           " WHERE run_id = 'run_2' AND requests > 0").fetchall()
+    assert row == [(state.count() - sent_before, 1, 0, True)] and summary["requests"] == state.count() - sent_before - 2
     now = stored(warehouse_url)
     assert now == served_now(set(now), AFTER)
 

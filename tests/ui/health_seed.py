@@ -1,6 +1,7 @@
 """Warehouse rows behind the Health page tests (tests/ui/test_ui_health.py, test_browser_health.py):
 two groups of one source, one loaded up to today (fresh) and one a month behind (late), units that
-met 429s and waited for the rate limit today and yesterday (UTC), and a failed error check."""
+met 429s and waited for the rate limit today and yesterday (UTC), and a failed error check; and
+``only_reads``: a user with read rights on some DAGs only."""
 
 from __future__ import annotations
 
@@ -35,11 +36,13 @@ def seed(url: str) -> dict[str, object]:
     with connect(url) as conn, conn.transaction():
         # both groups exist for two months (a group is never late for days before it existed)
         conn.execute("UPDATE job_groups SET created_at = now() - interval '60 days' WHERE name LIKE 'hl_%%'")
-        for group, covers in (("hl_fresh", today_tokyo), ("hl_late", today_tokyo - timedelta(days=30))):
+        # hl_fresh: one successful run covering every day of the last 40 (nothing missing, up to today)
+        for group, covers in (("hl_fresh", (today_tokyo - timedelta(days=40), today_tokyo)),
+                              ("hl_late", (today_tokyo - timedelta(days=30),) * 2)):
             units = [{"key": f"u{i}", "kind": "dates", "params": {}} for i in range(len(UNITS))]
             pk = runs.start_run(conn, group_name=group, dag_id=group, run_id=f"seed_{group}", interval_start=None,
                                 interval_end=None, units=units if group == "hl_late" else [], plan={},
-                                covers=(covers, covers))
+                                covers=covers)
             if group == "hl_late":
                 for unit, (ago, requests, h429, wait) in zip(units, UNITS):
                     runs.mark_unit_running(conn, pk, unit)
@@ -62,3 +65,20 @@ def seed(url: str) -> dict[str, object]:
             "first_day": (today_utc - timedelta(days=6)).isoformat(), "today": today_utc.isoformat(),
             "fresh_day": today_tokyo.isoformat(), "late_day": (today_tokyo - timedelta(days=30)).isoformat()}
 
+
+def only_reads(monkeypatch, *dag_ids: str) -> None:
+    """Airflow's auth manager lets the user read these DAGs only (the pages' general read check still
+    passes, as for a user with access to some DAGs); other questions go to the real one (as
+    tests/ui/test_ui_security.py makes a limited user)."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    am = get_auth_manager()
+    original = am.is_authorized_dag
+
+    def is_authorized_dag(*, method, user, access_entity=None, details=None, **kw):
+        dag_id = details.id if details is not None else None
+        if method == "GET" and dag_id is not None and dag_id not in dag_ids:
+            return False
+        return original(method=method, user=user, access_entity=access_entity, details=details, **kw)
+
+    monkeypatch.setattr(am, "is_authorized_dag", is_authorized_dag)

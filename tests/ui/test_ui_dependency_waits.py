@@ -64,3 +64,27 @@ def test_groups_show_lists_the_current_waits(waiting, capsys):
                                  status=dependencies.SATISFIED)
     assert main(["groups", "show", "ui_api_quotes"]) == 0
     assert json.loads(capsys.readouterr().out)["dependencies"]["waiting"] == []
+
+
+def test_a_failed_upstream_run_is_named_wherever_the_wait_is_shown(client, waiting, capsys):
+    from moomarkets.cli import main
+    from moomarkets.pipeline import upstreams
+
+    with connect(waiting) as conn, conn.transaction():
+        conn.execute("INSERT INTO runs (group_name, dag_id, run_id, status, covers_from, covers_to, error)"
+                     " VALUES ('ui_calendar', 'ui_calendar', 'scheduled__2026-11-26T22:00:00+00:00', 'failed',"
+                     " '2026-11-27', '2026-12-26', 'date:2026-11-27: HTTP 500')")
+    day, problem = upstreams.missing_day(waiting, "ui_calendar", [date(2026, 11, 27)])
+    upstreams.poll(waiting, dag_id="ui_api_quotes", run_id="scheduled__2026-11-27", upstream="ui_calendar",
+                   days=[day])  # the trigger's poll brings the wait's message up to date
+    reason = "(its run scheduled__2026-11-26T22:00:00+00:00 failed: date:2026-11-27: HTTP 500)"
+    assert problem == reason[1:-1]
+    [line] = client.get(f"{PREFIX}/api/groups/ui_api_quotes", headers=bearer()).json()["waiting"]
+    assert line.startswith(LINE.replace(" since ", f" {reason} since "))
+    client.cookies.set("_token", token("ADMIN"))
+    waits = section(client.get(f"{PREFIX}/groups/ui_api_quotes").text, '<ul id="dependency-waits">', "</ul>")
+    assert "failed: date:2026-11-27: HTTP 500" in waits
+    capsys.readouterr()
+    assert main(["groups", "show", "ui_api_quotes"]) == 0
+    [shown] = json.loads(capsys.readouterr().out)["dependencies"]["waiting"]
+    assert reason in shown

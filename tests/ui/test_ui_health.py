@@ -8,7 +8,7 @@ import re
 from datetime import date, timedelta
 
 import pytest
-from health_seed import seed
+from health_seed import only_reads, seed
 from ui_helpers import PREFIX, bearer, section, token
 
 from moomarkets.ui.pages.health import HEIGHT, chart
@@ -55,6 +55,44 @@ def test_viewer_sees_charts_freshness_and_failing_checks(client, warehouse_url):
     checks = section(html, 'id="failing-checks"', "</table>")
     assert 'data-group="hl_late" data-check="completeness"' in checks and "7 of 120 issues missing" in checks
     assert "price_sanity" not in checks  # it passed
+
+
+def test_a_user_sees_only_the_groups_they_may_read(client, warehouse_url, monkeypatch):
+    """Read rights on hl_fresh only: its freshness row, none of hl_late's (row, failing check); the
+    J-Quants chart (hl_fresh is one of its groups: the chart sums the source's groups, hl_late's
+    requests included); no chart of a source none of whose groups the user may read."""
+    import yaml
+
+    from moomarkets.warehouse import config_store
+    from moomarkets.warehouse.db import connect
+
+    seed(warehouse_url)
+    with connect(warehouse_url) as conn:
+        config_store.import_config(conn, yaml.safe_load("""
+data_sources:
+  - {code: yahoo, name: Yahoo Finance, kind: yfinance, conn_id: yfinance_default, is_active: true}
+job_groups:
+  - {name: hl_us, data_source: yahoo, dataset: daily_quotes, schedule: "30 17 * * 1-5",
+     timezone: America/New_York, parameters: {tickers: [AAPL]}, is_enabled: true}
+"""))
+    admin = client.get(f"{PREFIX}/health", headers=bearer("ADMIN")).text  # all of it, for contrast
+    assert 'data-source="yahoo"' in admin and 'data-group="hl_us"' in admin and 'id="failing-checks"' in admin
+
+    only_reads(monkeypatch, "hl_fresh")
+    r = client.get(f"{PREFIX}/health", headers=bearer("ADMIN"))
+    assert r.status_code == 200, r.text[:300]
+    html = r.text
+    assert re.findall(r'<tr data-group="(\w+)"', html) == ["hl_fresh"]
+    assert "hl_late" not in html and "hl_us" not in html and "ui_api_quotes" not in html
+    assert 'id="failing-checks"' not in html and 'id="no-failing-checks"' in html  # hl_late's is not shown
+    charts = section(html, 'id="source-charts"', "<h2>")
+    assert re.findall(r'<figure class="chart" data-source="(\w+)"', charts) == ["jquants"]
+    assert "65 requests" in charts  # the source's whole week, every group's units
+
+    only_reads(monkeypatch, "nothing_here")
+    html = client.get(f"{PREFIX}/health", headers=bearer("ADMIN")).text
+    assert "<figure" not in html and "<tr data-group" not in html and "hl_late" not in html
+    assert "none with a job group you may read" in html and "none you may read" in html
 
 
 def test_chart_geometry():

@@ -87,3 +87,23 @@ def test_a_failed_restatement_or_error_check_fails_a_fully_loaded_run(warehouse_
         assert summary["status"] == "failed" and summary["problems"] == [problem] and summary["rows_loaded"] == 10
         row = conn.execute("SELECT status, error FROM runs WHERE id = %s", (pk,)).fetchone()
         assert row["status"] == "failed" and row["error"].startswith(problem)
+
+
+def test_unit_request_counters_add_up_over_attempts(warehouse_url):
+    """A retried unit: re-marking it running keeps the counters, each attempt's close adds to them
+    (the 429s that made Airflow retry stay counted); rows and error are the last attempt's."""
+    unit = {"key": "date:2026-11-20", "kind": "dates", "params": {}}
+    with psycopg.connect(warehouse_url, row_factory=psycopg.rows.dict_row) as conn:
+        pk = runs.start_run(conn, group_name="g", dag_id="g", run_id="r3", interval_start=None, interval_end=None,
+                            units=[unit], plan={})
+        runs.mark_unit_running(conn, pk, unit)
+        runs.mark_unit_done(conn, pk, unit["key"], rows=0, requests=6, http_429=3, http_5xx=3, wait_seconds=1.5,
+                            error="RetryableSourceError: HTTP 500")
+        runs.mark_unit_running(conn, pk, unit)
+        row = conn.execute("SELECT status, requests, http_429 FROM run_units WHERE run_pk = %s", (pk,)).fetchone()
+        assert (row["status"], row["requests"], row["http_429"]) == ("running", 6, 3)
+        runs.mark_unit_done(conn, pk, unit["key"], rows=10, requests=2, wait_seconds=0.25)
+        row = conn.execute("SELECT status, rows, requests, http_429, http_5xx, wait_seconds, attempts, error"
+                           " FROM run_units WHERE run_pk = %s", (pk,)).fetchone()
+        assert row == {"status": "success", "rows": 10, "requests": 8, "http_429": 3, "http_5xx": 3,
+                       "wait_seconds": 1.75, "attempts": 2, "error": None}

@@ -13,6 +13,7 @@ They run where the alert is decided: in the ``record_run`` task and the watchdog
 workers, so the providers, the target Connections and the network path to them are needed there.
 A target's failure is scrubbed of its Connection's secrets (password, webhook token, any URL),
 recorded in ``alerts_sent`` and logged; it never fails the run and never stops the other targets.
+The watchdog re-sends the stored message of a failed (or abandoned) delivery (:func:`resend_alerts`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from moomarkets.airflow.connections import get_credentials, lookup
 from moomarkets.config.alerts import AlertTarget
@@ -44,10 +46,17 @@ def base_url() -> str:
 
 def _secrets(conn: Any) -> list[str]:
     """Every value of a Connection that could be a secret (password, extras), longest first so a
-    token inside a URL is replaced whole."""
+    token inside a URL is replaced whole. A URL (a Slack webhook URL as the password, or a host
+    carrying the webhook's path) also gives its path and the path's segments after the first: the
+    token may show up without the scheme and host."""
     values = [getattr(conn, "password", None) or ""]
     extra = getattr(conn, "extra_dejson", None) or {}
     values += [str(v) for k, v in extra.items() if isinstance(v, str) and k not in ("from_email",)]
+    for value in [*values, getattr(conn, "host", None) or ""]:
+        for part in value.split():
+            path = urlsplit(part).path if "://" in part else (part if "/" in part else "")
+            segments = [s for s in path.split("/") if s]
+            values += [path.strip("/"), *segments[1:], "/".join(segments[1:])] if len(segments) > 1 else []
     return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
 
@@ -67,14 +76,40 @@ def notifier_for(target: AlertTarget, alert: domain.Alert, conn: Any):
         return SmtpNotifier(to=list(target.to), from_email=sender, subject=alert.subject,
                             html_content=alert.html, smtp_conn_id=target.conn_id)
     if target.type == "slack":
-        from airflow.providers.slack.notifications.slack_webhook import (
-            SlackWebhookNotifier,
-        )
-
-        return SlackWebhookNotifier(slack_webhook_conn_id=target.conn_id, text=alert.text, unfurl_links=False)
+        return _quiet_slack_notifier(target.conn_id, alert.text, _secrets(conn))
     from airflow.providers.http.notifications.http import HttpNotifier
 
     return HttpNotifier(http_conn_id=target.conn_id, endpoint=target.endpoint, json=alert.payload)
+
+
+class _ScrubbingLogger(logging.LoggerAdapter):
+    """The logger handed to slack_sdk's ``WebhookClient``: it logs the full webhook URL (a
+    credential) when it retries a request, so every line goes out cleaned of URLs and secrets."""
+
+    def __init__(self, secrets: list[str]):
+        super().__init__(log.getChild("slack"), {})
+        self.secrets = secrets
+        self.level = logging.INFO  # slack_sdk reads ``logger.level`` (<= DEBUG: extra retry lines)
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[str, Any]:
+        return clean(str(msg), self.secrets), kwargs
+
+
+def _quiet_slack_notifier(conn_id: str, text: str, secrets: list[str]):
+    """``SlackWebhookNotifier`` whose hook's client logs through :class:`_ScrubbingLogger`."""
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+    from airflow.providers.slack.notifications.slack_webhook import (
+        SlackWebhookNotifier,
+    )
+
+    class QuietSlackWebhookNotifier(SlackWebhookNotifier):
+        @property
+        def hook(self) -> SlackWebhookHook:
+            return SlackWebhookHook(slack_webhook_conn_id=self.slack_webhook_conn_id, proxy=self.proxy,
+                                    timeout=self.timeout, retry_handlers=self.retry_handlers,
+                                    logger=_ScrubbingLogger(secrets))
+
+    return QuietSlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=text, unfurl_links=False)
 
 
 def sender(context: dict[str, Any]) -> Callable[[AlertTarget, domain.Alert], None]:
@@ -133,4 +168,12 @@ def send_late_alerts(context: dict[str, Any], *, url: str) -> dict[str, Any]:
         done = domain.deliver(url, alert, settings.targets, sender(context))
         report[alert.group] = {"day": alert.key, "sent": done.sent, "failed": done.failed, "already": done.already}
     log.info("lateness: %s", report or "no group is late")
+    return report
+
+
+def resend_alerts(context: dict[str, Any], *, url: str) -> list[dict[str, Any]]:
+    """The watchdog's retry of deliveries that failed or were abandoned mid-send (stored messages,
+    up to ``MAX_ATTEMPTS`` attempts in all; see ``moomarkets.pipeline.alerts.resend_pending``)."""
+    report = domain.resend_pending(url, sender(context))
+    log.info("re-sent alerts: %s", report or "none pending")
     return report

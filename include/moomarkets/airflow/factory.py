@@ -49,7 +49,7 @@ def dataset_asset(source_code: str, dataset: str) -> Asset:
     """The Airflow asset a group updates: ``moomarkets://<source>/<dataset>`` (one per warehouse
     table and source, shared by every group loading it). An event is emitted only when a run loaded
     every unit, so a downstream DAG scheduled on it never starts on a partial load; the event's
-    ``extra`` names the group, the data interval and the rows loaded."""
+    ``extra`` names the group, the data interval, the trading days loaded and the rows loaded."""
     return Asset(
         uri=f"moomarkets://{source_code}/{dataset}", name=f"moomarkets.{source_code}.{dataset}", group="moomarkets"
     )
@@ -209,7 +209,8 @@ def build_group_dag(spec: GroupSpec) -> DAG:
             summary = runner.record_run(dag_id=dag_id, run_id=context["run_id"], url=url_env(), unfinished=unfinished)
             metrics.emit_run(pipe, summary)
             # failure / partial / check_errors alerts, before the run is failed below; once per run
-            # and kind even when this task is retried (the alerts_sent ledger)
+            # and kind even when this task is retried (the alerts_sent ledger); a delivery that failed
+            # or was cut off is re-sent by the watchdog (moomarkets_watchdog.resend_alerts)
             alerts.send_run_alerts(context, url=url_env(), group=group.name, dag_id=dag_id, run_id=context["run_id"],
                                    summary=summary, source_conn_id=source.conn_id)
             if summary["status"] == "skipped":
@@ -233,6 +234,9 @@ def build_group_dag(spec: GroupSpec) -> DAG:
                 # None on a history run (no data interval): its range is in "history"
                 "data_interval_start": _iso_or_none(context.get("data_interval_start")),
                 "data_interval_end": _iso_or_none(context.get("data_interval_end")),
+                # the trading days the run loaded (ISO dates; what a consumer should read first)
+                "covers_from": summary.get("covers_from"),
+                "covers_to": summary.get("covers_to"),
                 **({"history": context["dag_run"].conf["history"]}
                    if isinstance(context["dag_run"].conf, dict) and "history" in context["dag_run"].conf else {}),
                 "units": summary["units_total"],

@@ -11,8 +11,13 @@ StatsD drops tags, so source and group must be in the name; every call also pass
 dataset is a tag only: a group loads exactly one dataset, so naming it would add no series.
 
 The pipeline reports plain summaries (``pipeline.run``, ``restate``, ``checks``); this module turns
-them into metrics. Emitting is best effort: a broken metrics backend logs a warning and never
-fails a load.
+them into metrics. Counters of 0 are not sent (a 0 adds nothing to a sum; it would only cost a
+packet and, on some backends, a series); timings and gauges are sent as measured. Emitting is best
+effort: a broken metrics backend logs a warning and never fails a load.
+
+``http_requests`` are the API requests (each took a rate-limit token, retries included): J-Quants
+bulk file downloads go to the storage host with a signed URL and take no token, so they are not
+counted (their ``/bulk/list`` and ``/bulk/get`` calls are).
 """
 
 from __future__ import annotations
@@ -43,10 +48,12 @@ def metric_tags(pipe: GroupPipeline) -> dict[str, str]:
 
 def _send(pipe: GroupPipeline, counters: dict[str, int], timings: dict[str, float] | None = None,
           gauges: dict[str, float] | None = None) -> None:
-    """Counters (count), timings (seconds, sent as ms) and gauges of one group, best effort."""
+    """Counters (count; zeros skipped), timings (seconds, sent as ms) and gauges of one group, best effort."""
     tags = metric_tags(pipe)
     try:
         for metric, count in counters.items():
+            if not int(count):
+                continue
             Stats.incr(metric_name(pipe, metric), int(count), tags=tags)
         for metric, seconds in (timings or {}).items():
             Stats.timing(metric_name(pipe, metric), timedelta(seconds=float(seconds)), tags=tags)
@@ -103,8 +110,12 @@ def emit_checks(pipe: GroupPipeline, summary: dict[str, Any]) -> None:
 
 def emit_run(pipe: GroupPipeline, summary: dict[str, Any]) -> None:
     """The run's outcome (``record_run``): one ``run_<status>`` count and the rows it loaded as a
-    gauge. Skipped runs emit nothing; a run the plan task never recorded counts as failed."""
+    gauge. Skipped runs emit nothing; a run the plan task never recorded counts as failed.
+
+    Once per run and outcome: a summary with ``newly_closed`` false (``record_run`` retried after it
+    had closed the run with this status) emits nothing; a run cleared in Airflow that ends with
+    another status (a partial run whose failed units now loaded) counts its new outcome."""
     status = "failed" if summary["status"] == "missing" else summary["status"]
-    if status not in RUN_STATUSES:
+    if status not in RUN_STATUSES or not summary.get("newly_closed", True):
         return
     _send(pipe, {f"run_{status}": 1}, gauges={"run_rows_loaded": summary["rows_loaded"]})

@@ -4,11 +4,12 @@ The DAG (``dags/example_market_breadth.py``) is scheduled on the asset a complet
 updates (``moomarkets://jquants/daily_quotes``) and only hands this module the days to compute;
 the SQL stays here, out of the DAG file, as a data engineer's own package would keep it.
 
-Which days: each triggering asset event's ``extra`` carries the load's data interval (or the
-history range of a history run). One run can consume several events (Airflow coalesces events
-queued while the DAG was busy), so every window is computed; a manual run without events computes
-the latest stored day. A window's UTC dates may include the day before the one loaded: recomputing
-it is harmless, because each day is replaced as a whole in one transaction.
+Which days: each triggering asset event's ``extra`` carries the trading days the load covered
+(``covers_from`` / ``covers_to``); events from before those keys existed carry the data interval
+(or the history range of a history run), whose UTC dates may include the day before the one
+loaded: recomputing it is harmless, because each day is replaced as a whole in one transaction.
+One run can consume several events (Airflow coalesces events queued while the DAG was busy), so
+every window is computed; a manual run without events computes the latest stored day.
 
 Returns are close to close on ``adj_close`` (the source's split/dividend adjusted close, kept
 current by the ingest's restatements) against the code's previous stored close, so a split is
@@ -28,8 +29,12 @@ SOURCE = "jquants"
 
 
 def window_of(extra: Mapping[str, Any]) -> tuple[date, date] | None:
-    """The dates a load covered, from its asset event's ``extra``: the history range, or the UTC
-    dates of its data interval; None when the event says neither."""
+    """The dates a load covered, from its asset event's ``extra``: its ``covers_from`` ..
+    ``covers_to``; for older events the history range, or the UTC dates of its data interval;
+    None when the event says none of these."""
+    first, last = extra.get("covers_from"), extra.get("covers_to")
+    if first and last:
+        return date.fromisoformat(first), date.fromisoformat(last)
     history = extra.get("history")
     if isinstance(history, Mapping) and history.get("from") and history.get("to"):
         return date.fromisoformat(history["from"]), date.fromisoformat(history["to"])

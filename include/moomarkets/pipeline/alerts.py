@@ -1,5 +1,6 @@
 """Alerts as the domain sees them: which kinds a run earned, what the message says, when an
-interval is late, and the claim-send-mark loop that makes each alert go out once.
+interval is late, the claim-send-mark loop that makes each alert go out once, and the watchdog's
+re-sending of the stored message when a delivery failed or its sender died.
 
 No Airflow here: the Airflow layer (``moomarkets.airflow.alerts``) passes in the UI's base URL and
 a ``send(target, alert)`` callable that drives the provider notifiers. Every text that reaches a
@@ -158,12 +159,15 @@ def build_run_alert(
 
 def build_late_alert(
     *, group: str, day: date, deadline: datetime, last_complete: date | None, base_url: str,
-    dag_id: str | None = None, run_id: str | None = None,
+    dag_id: str | None = None, run_id: str | None = None, missing: list[date] | None = None,
 ) -> Alert:
-    """The alert for a trading day not completely loaded by its deadline (close + run + late_after)."""
+    """The alert for a trading day not completely loaded by its deadline (close + run + late_after);
+    ``missing`` lists every day the group is late with (``day`` is the latest of them)."""
     dag_url = f"{base_url.rstrip('/')}/dags/{quote(group, safe='')}"
+    missing_days = [d.isoformat() for d in sorted(missing or [day])]
     payload = {
         "group": group, "kind": "late", "dag_id": group, "run_id": None, "trading_day": day.isoformat(),
+        "missing_days": missing_days,
         "deadline": deadline.astimezone(UTC).isoformat(), "last_complete": _iso(last_complete),
         "run_url": dag_url, "group_url": group_url(base_url, group),
     }
@@ -171,6 +175,7 @@ def build_late_alert(
         ("Group", group), ("Kind", "late"), ("Trading day", day.isoformat()),
         ("Deadline", deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")),
         ("Last completely loaded day", payload["last_complete"] or "never"),
+        *([("All days not completely loaded", ", ".join(missing_days))] if len(missing_days) > 1 else []),
     ]
     return _alert(group, "late", day.isoformat(),
                   f"{group} {day.isoformat()} — not completely loaded by {lines[3][1]}", lines, payload,
@@ -227,33 +232,84 @@ def deliver(url: str, alert: Alert, targets: Iterable[AlertTarget],
     for target in targets:
         with connect(url) as conn, conn.transaction():
             claimed = ledger.claim(conn, group=alert.group, kind=alert.kind, key=alert.key, target=target.label,
-                                   dag_id=alert.dag_id, run_id=alert.run_id)
+                                   dag_id=alert.dag_id, run_id=alert.run_id, message=to_message(alert, target))
         if claimed is None:
             out.already.append(target.label)
             continue
-        try:
-            send(target, alert)
-        except Exception as exc:  # noqa: BLE001 - one target's failure is recorded, never raised
-            reason = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
-            out.failed[target.label] = reason
-            log.warning("alert %s for %s (%s) to %s failed: %s", alert.kind, alert.group, alert.key, target.label,
-                        reason)
-        else:
-            out.sent.append(target.label)
-            log.info("alert %s for %s (%s) sent to %s", alert.kind, alert.group, alert.key, target.label)
-        with connect(url) as conn, conn.transaction():
-            ledger.mark(conn, claimed, "failed" if target.label in out.failed else "sent",
-                        out.failed.get(target.label))
+        _send_and_mark(url, claimed, alert, target, send, out)
     return out
+
+
+def _send_and_mark(url: str, claimed: int, alert: Alert, target: AlertTarget,
+                   send: Callable[[AlertTarget, Alert], None], out: Delivery) -> None:
+    try:
+        send(target, alert)
+    except Exception as exc:  # noqa: BLE001 - one target's failure is recorded, never raised
+        reason = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+        out.failed[target.label] = reason
+        log.warning("alert %s for %s (%s) to %s failed: %s", alert.kind, alert.group, alert.key, target.label,
+                    reason)
+    else:
+        out.sent.append(target.label)
+        log.info("alert %s for %s (%s) sent to %s", alert.kind, alert.group, alert.key, target.label)
+    with connect(url) as conn, conn.transaction():
+        ledger.mark(conn, claimed, "failed" if target.label in out.failed else "sent", out.failed.get(target.label))
+
+
+def to_message(alert: Alert, target: AlertTarget) -> dict[str, Any]:
+    """What ``alerts_sent.message`` keeps to re-send ``alert`` to ``target`` later: the rendered
+    texts (already scrubbed) and the target (a Connection id, never its secrets)."""
+    return {"subject": alert.subject, "text": alert.text, "html": alert.html, "payload": alert.payload,
+            "target": {"type": target.type, "conn_id": target.conn_id, "to": list(target.to),
+                       "endpoint": target.endpoint}}
+
+
+def from_message(row: dict[str, Any]) -> tuple[Alert, AlertTarget]:
+    """The alert and target a stored ``alerts_sent`` row names (the inverse of :func:`to_message`)."""
+    m, t = row["message"], row["message"]["target"]
+    alert = Alert(row["group_name"], row["kind"], row["key"], m["subject"], m["text"], m["html"], m["payload"],
+                  row["dag_id"], row["run_id"])
+    return alert, AlertTarget(t["type"], t["conn_id"], tuple(t.get("to") or ()), t.get("endpoint"))
+
+
+def resend_pending(url: str, send: Callable[[AlertTarget, Alert], None]) -> list[dict[str, Any]]:
+    """The watchdog's retry: re-send every stored alert whose delivery failed, or whose sender
+    left it ``sending`` for ``STALE_CLAIM_MINUTES``, to its target, up to ``MAX_ATTEMPTS`` attempts
+    in all, marking each sent or failed. Returns what happened to each row."""
+    report = []
+    with connect(url) as conn, conn.transaction():
+        abandoned = ledger.give_up_abandoned(conn)
+        ids = ledger.pending(conn)
+    if abandoned:
+        log.warning("%d alert(s) abandoned on their last attempt: marked failed", abandoned)
+    for alert_id in ids:
+        with connect(url) as conn, conn.transaction():
+            row = ledger.reclaim(conn, alert_id)
+        if row is None:  # taken meanwhile
+            continue
+        out = Delivery()
+        try:
+            alert, target = from_message(row)
+        except (KeyError, TypeError) as exc:  # a row without a stored message cannot be re-sent
+            with connect(url) as conn, conn.transaction():
+                ledger.mark(conn, alert_id, "failed", f"not re-sent: no stored message ({type(exc).__name__})")
+            continue
+        _send_and_mark(url, alert_id, alert, target, send, out)
+        report.append({"group": row["group_name"], "kind": row["kind"], "key": row["key"], "target": row["target"],
+                       "attempt": row["attempts"], "sent": bool(out.sent),
+                       **({"error": out.failed[row["target"]]} if out.failed else {})})
+    return report
 
 
 # -- lateness ------------------------------------------------------------------------------------
 def late_alerts(url: str, *, now: datetime, base_url: str, dag_id: str | None = None,
                 run_id: str | None = None) -> list[tuple[AlertSettings, Alert]]:
-    """One ``late`` alert per enabled group that wants them and is late by ``late_after``: its
-    last expected trading day (the close, the scheduled run after it, plus ``late_after``) is after
-    the last day a successful run covered. The answer is ``pipeline.freshness`` (the Health page's),
-    read from the warehouse: the truth, whatever Airflow scheduled."""
+    """One ``late`` alert per enabled group that wants them and is late: some day due in the lookback
+    window (its close, the scheduled run after it, plus ``late_after``) that no successful run
+    covers. The alert is keyed by the latest such day and lists them all, so a group that never
+    loaded sends one alert, not one per day, and a new late day sends a new one. The answer is
+    ``pipeline.freshness`` (the Health page's), read from the warehouse: the truth, whatever
+    Airflow scheduled."""
     out = []
     with connect(url, autocommit=True) as conn:  # one group's failed query must not abort the others
         for spec in read_specs(conn):
@@ -267,9 +323,10 @@ def late_alerts(url: str, *, now: datetime, base_url: str, dag_id: str | None = 
             except Exception as exc:  # noqa: BLE001 - a misconfigured group must not hide the others
                 log.warning("lateness of %s not checked: %s: %s", spec.group.name, type(exc).__name__, exc)
                 continue
-            if fresh.late:
+            if fresh.missing:
+                day = max(fresh.missing)
                 out.append((settings, build_late_alert(
-                    group=spec.group.name, day=fresh.expected, deadline=fresh.due_at,
+                    group=spec.group.name, day=day, deadline=fresh.deadlines[day], missing=fresh.missing,
                     last_complete=fresh.last_complete, base_url=base_url, dag_id=dag_id, run_id=run_id,
                 )))
     return out

@@ -3,10 +3,12 @@ should have loaded by now (no Airflow).
 
 A group loads trading day D in the run whose data interval contains D's market close (the
 source's ``trading_day_close``), and that run starts at the interval's end: the first tick of the
-group's cron (in its timezone) after the close. So D is *expected* once that tick plus a grace
-period has passed, and the group is *late* while its last completely loaded day (the latest
-``covers_to`` of its successful runs) is before the last expected day. The Health page shows it;
-lateness alerts use the same answer.
+group's cron (in its timezone) after the close. So D is *due* once that tick plus a grace period
+has passed (and the tick is after the group was created: its DAG does not catch up). The group is
+*late* while any trading day due in the last ``LOOKBACK_DAYS`` is *missing*: no successful run
+covers it (``covers_from`` .. ``covers_to``), even when a later day was loaded (a failed Monday
+stays missing after a good Tuesday). The Health page shows it; lateness alerts use the same answer,
+one per missing day.
 
 Trading days: for J-Quants, the ``trading_calendar`` table when it covers the days looked at, else
 Monday to Friday; for Yahoo, the exchange calendars of the group's tickers (a day any of them
@@ -15,7 +17,7 @@ trades); the trading calendar dataset itself counts every day (its runs load eve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -25,9 +27,10 @@ from croniter import croniter
 from moomarkets.config.models import GroupSpec
 from moomarkets.sources.registry import get_source_class
 from moomarkets.warehouse import health, trading_calendar
+from moomarkets.warehouse.dependencies import first_uncovered_day
 
-# How far back to look for the last expected day: longer than any sensible schedule gap (a weekly
-# group plus a week of holidays) and short enough for a partial calendar table to cover it.
+# How far back to look for due days: longer than any sensible schedule gap (a weekly group plus a
+# week of holidays) and short enough for a partial calendar table to cover it.
 LOOKBACK_DAYS = 21
 
 
@@ -36,8 +39,10 @@ class Freshness:
     group: str
     last_complete: date | None  # latest trading day a successful run covered (capped at today)
     expected: date | None  # latest trading day whose covering run (+ grace) is due by now
-    late: bool  # expected is not None and last_complete is None or before it
+    late: bool  # some due day is missing (bool(missing))
     due_at: datetime | None  # when ``expected`` became due: its run's start + grace
+    missing: list[date] = field(default_factory=list)  # due days no successful run covers, oldest first
+    deadlines: dict[date, datetime] = field(default_factory=dict)  # when each missing day became due
 
 
 def group_freshness(conn: psycopg.Connection, spec: GroupSpec, *, now: datetime,
@@ -52,17 +57,21 @@ def group_freshness(conn: psycopg.Connection, spec: GroupSpec, *, now: datetime,
     last = health.last_complete_day(conn, group.name)
     if last is not None:
         last = min(last, today)  # a calendar run loads the year ahead: only days up to today count
-    expected, due_at = None, None
     created = health.group_created_at(conn, group.name)
-    for day in reversed(trading_days(conn, spec, today - timedelta(days=LOOKBACK_DAYS), today)):
+    due: dict[date, datetime] = {}
+    for day in trading_days(conn, spec, today - timedelta(days=LOOKBACK_DAYS), today):
         starts = covering_run_at(group.schedule, group.timezone, day, market_tz, close)
-        if starts + grace <= now:
-            # a new group's DAG does not catch up: nothing is due from before it existed
-            if created is None or starts >= created:
-                expected, due_at = day, starts + grace
-            break
-    late = expected is not None and (last is None or last < expected)
-    return Freshness(group.name, last, expected, late, due_at)
+        # a new group's DAG does not catch up: nothing is due from before it existed
+        if starts + grace <= now and (created is None or starts >= created):
+            due[day] = starts + grace
+    missing: list[date] = []
+    rest = sorted(due)
+    while rest and (day := first_uncovered_day(conn, group.name, rest)) is not None:
+        missing.append(day)
+        rest = [d for d in rest if d > day]
+    expected = max(due) if due else None
+    return Freshness(group.name, last, expected, bool(missing), due.get(expected) if expected else None,
+                     missing, {d: due[d] for d in missing})
 
 
 def covering_run_at(schedule: str, timezone: str, day: date, market_tz: str, close: time) -> datetime:

@@ -57,9 +57,16 @@ def _restate_code(
     source: Source, dataset: Dataset, url: str, code: str, span: tuple[date, date], ids: list[int],
     secret: str | None,
 ) -> dict[str, Any]:
-    """Re-fetch one code's span and upsert the stored keys in one transaction; record the outcome."""
+    """Re-fetch one code's span and upsert the stored keys in one transaction; record the outcome
+    with what this code's requests met (the source's counters before and after: a fetch that raised
+    still reports its requests, 429s, 5xx and rate-limit wait)."""
     asked = now()
-    result = None
+    before = source.counters.to_dict()
+
+    def met() -> dict[str, Any]:
+        after = source.counters.to_dict()
+        return {k: round(after[k] - before[k], 3) if k == "wait_seconds" else after[k] - before[k] for k in after}
+
     try:
         result = source.fetch_history(dataset.name, code, span[0], span[1])
         with connect(url) as conn, conn.transaction():
@@ -67,18 +74,20 @@ def _restate_code(
             rows = store.only_stored(dataset, result.rows, keys)
             changed = loads.upsert_rows(conn, dataset, rows, as_of=asked)
             store.confirm_as_of(conn, dataset, source.code, code, (r["date"] for r in rows), asked)
-            store.mark_done(conn, ids, rows_changed=changed, requests=result.requests, span=span)
+            store.mark_done(conn, ids, rows_changed=changed, span=span, **met())
     except Exception as exc:
         message = scrub(f"{type(exc).__name__}: {exc}", secret)
-        requests = result.requests if result is not None else 0  # a fetch that raised reports no count
+        counted = met()
         with connect(url) as conn, conn.transaction():
-            store.mark_failed(conn, ids, error=message, requests=requests)
+            store.mark_failed(conn, ids, error=message, **counted)
         retryable = bool(getattr(exc, "retryable", False))
         log.warning("restating %s %s %s..%s failed: %s", source.code, code, span[0], span[1], message)
-        return {"code": code, "status": "failed", "error": message, "retryable": retryable, "requests": requests}
+        return {"code": code, "status": "failed", "error": message, "retryable": retryable,
+                "requests": counted["requests"]}
+    counted = met()
     log.info("restated %s %s %s..%s: %d row(s) changed, %d request(s)", source.code, code, span[0], span[1],
-             changed, result.requests)
-    return {"code": code, "status": "done", "rows_changed": changed, "requests": result.requests,
+             changed, counted["requests"])
+    return {"code": code, "status": "done", "rows_changed": changed, "requests": counted["requests"],
             "span": [span[0].isoformat(), span[1].isoformat()]}
 
 

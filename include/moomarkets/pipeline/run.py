@@ -155,9 +155,12 @@ def _unit_summary(unit: FetchUnit, status: str, rows: int, changed: int, counter
 def record_run(*, dag_id: str, run_id: str, url: str, unfinished: list[str] | None = None) -> dict[str, Any]:
     """Close the run record from its units, its restatements and its data checks; returns the
     summary (status "missing" when the plan task never opened the run). ``unfinished`` names steps
-    that did not complete (a crashed restatement or check task leaves no record of its own)."""
+    that did not complete (a crashed restatement or check task leaves no record of its own).
+    Waits of the run still open are closed as abandoned (the run is over); a finished run's summary
+    carries its ``covers_from`` / ``covers_to`` (ISO dates) for the asset event."""
     empty = {"units_total": 0, "units_failed": 0, "rows_loaded": 0, "failed_units": [], "problems": []}
     with connect(url) as conn, conn.transaction():
+        dependencies.abandon_waits(conn, dag_id, run_id)
         found = runs.run_status(conn, dag_id, run_id)
         if found is None:
             return {"status": "missing", **empty}
@@ -170,7 +173,10 @@ def record_run(*, dag_id: str, run_id: str, url: str, unfinished: list[str] | No
         problems = [f"restatement {line}" for line in restatements.failed_restatements(conn, dag_id, run_id)]
         problems += [f"check {line}" for line in check_results.error_checks(conn, dag_id, run_id)]
         problems += [f"{step} did not complete" for step in unfinished or []]
-        return runs.finish_run(conn, run_pk, problems=problems)
+        closed = runs.finish_run(conn, run_pk, problems=problems)
+        # the run metrics count a run once per outcome: a retried record_run finds it closed already
+        closed["newly_closed"] = closed["status"] != status
+        return {**closed, **dependencies.covers_of(conn, run_pk)}
 
 
 def record_skipped(pipe: GroupPipeline, *, dag_id: str, run_id: str, url: str, reason: str, interval: Interval) -> None:

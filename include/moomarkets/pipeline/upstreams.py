@@ -62,7 +62,7 @@ def missing_day(url: str, upstream: str, days: list[date]) -> tuple[date | None,
     """(first day ``upstream`` has not completely loaded or None, why it cannot load now or None)."""
     with connect(url) as conn:
         day = store.first_uncovered_day(conn, upstream, days)
-        return day, (store.upstream_problem(conn, upstream) if day is not None else None)
+        return day, (store.upstream_problem(conn, upstream, day) if day is not None else None)
 
 
 def begin_wait(pipe: GroupPipeline, *, dag_id: str, run_id: str, upstream: str, day: date, problem: str | None,
@@ -82,6 +82,13 @@ def poll(url: str, *, dag_id: str, run_id: str, upstream: str, days: list[date])
             store.update_wait(conn, dag_id=dag_id, run_id=run_id, upstream=upstream, trading_day=day,
                               message=waiting_message(upstream, day, problem))
     return day
+
+
+def abandon(*, dag_id: str, run_id: str, upstream: str, reason: str, url: str) -> None:
+    """The run will not wait any longer (its group was disabled or its source deactivated meanwhile)."""
+    with connect(url) as conn, conn.transaction():
+        store.finish_wait(conn, dag_id=dag_id, run_id=run_id, upstream=upstream, status=store.ABANDONED,
+                          message=f"no longer waiting: {reason}")
 
 
 def satisfied(*, dag_id: str, run_id: str, upstream: str, url: str) -> None:

@@ -7,7 +7,7 @@ page still shows the config.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timezone
 from typing import Any
 
@@ -82,11 +82,20 @@ def wait_line(wait: dict[str, Any]) -> str:
             f" (fails after {wait['upstream_timeout'] or '?'})")
 
 
-def group_dependencies(conn: psycopg.Connection, name: str) -> dict[str, Any]:
+def group_dependencies(conn: psycopg.Connection, name: str, can_read: Callable[[str], bool] | None = None,
+                       ) -> dict[str, Any]:
     """The group's upstream and downstream groups (last run status, last day a successful run
-    covered) and what its runs wait for right now, one line each."""
+    covered) and what its runs wait for right now, one line each.
+
+    ``can_read(group)``: may the caller read that group (None: every group). A neighbour it may not
+    read is listed by name only (``hidden``: no link, no status, no day loaded, not whether it
+    exists or is enabled): its name is in the group's own config, its state is not the caller's."""
     from moomarkets.warehouse import dependencies
 
     out: dict[str, Any] = dependencies.neighbours(conn, name)
+    for side in ("upstream", "downstream"):
+        out[side] = [g if can_read is None or can_read(g["name"]) else
+                     {"name": g["name"], "hidden": True, "exists": None, "is_enabled": None, "last_status": None,
+                      "loaded_through": None} for g in out[side]]
     out["waiting"] = [wait_line(w) for w in dependencies.current_waits(conn, name)]
     return out

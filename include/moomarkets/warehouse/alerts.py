@@ -1,10 +1,11 @@
 """Alerts in the warehouse: what a message is built from, and ``alerts_sent``, the dedupe ledger.
 
 An alert goes out once per (group, kind, key, target): the key is the run id for the run kinds and
-the trading day for ``late``. The row is *claimed* before the notifier is called, so a retried
-``record_run`` or a second watchdog tick finds it taken and sends nothing. A claim whose sender
-died (a row still ``sending`` after ``STALE_CLAIM``) or whose delivery failed may be taken again:
-neither was delivered, so sending it is not a duplicate.
+the trading day for ``late``. The row is *claimed* before the notifier is called, with the rendered
+message (no secrets) and its target, so a retried ``record_run`` or a second watchdog tick finds it
+taken and sends nothing. A delivery that failed, or a claim whose sender died (still ``sending``
+after ``STALE_CLAIM_MINUTES``), was never delivered: the watchdog takes it again (:func:`reclaim`)
+and re-sends the stored message, up to ``MAX_ATTEMPTS`` attempts in all.
 """
 
 from __future__ import annotations
@@ -12,29 +13,40 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 STALE_CLAIM_MINUTES = 10
+MAX_ATTEMPTS = 3
 ERROR_MAX = 1000
 FIRST_UNITS = 10
 
+# a row that may be taken again: not delivered, attempts left, and not being sent right now
+_RETRYABLE = f"""
+    alerts_sent.attempts < {MAX_ATTEMPTS}
+    AND (alerts_sent.status = 'failed'
+         OR (alerts_sent.status = 'sending'
+             AND alerts_sent.claimed_at < now() - interval '{STALE_CLAIM_MINUTES} minutes'))
+"""
+
 
 def claim(
-    conn: psycopg.Connection, *, group: str, kind: str, key: str, target: str, dag_id: str | None, run_id: str | None
+    conn: psycopg.Connection, *, group: str, kind: str, key: str, target: str, dag_id: str | None,
+    run_id: str | None, message: dict[str, Any] | None = None,
 ) -> int | None:
-    """Take the right to send one alert; returns the row id, or None when it is (being) sent."""
+    """Take the right to send one alert, storing its rendered ``message``; returns the row id, or
+    None when it is sent, being sent, or out of attempts."""
     row = conn.execute(
         f"""
-        INSERT INTO alerts_sent (group_name, kind, key, target, dag_id, run_id)
-        VALUES (%s, %s, %s, %s, %s, %s)
+        INSERT INTO alerts_sent (group_name, kind, key, target, dag_id, run_id, message)
+        VALUES (%s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (group_name, kind, key, target) DO UPDATE
-           SET status = 'sending', error = NULL, created_at = now(), sent_at = NULL,
+           SET status = 'sending', error = NULL, claimed_at = now(), sent_at = NULL,
+               attempts = alerts_sent.attempts + 1, message = EXCLUDED.message,
                dag_id = EXCLUDED.dag_id, run_id = EXCLUDED.run_id
-         WHERE alerts_sent.status = 'failed'
-            OR (alerts_sent.status = 'sending'
-                AND alerts_sent.created_at < now() - interval '{STALE_CLAIM_MINUTES} minutes')
+         WHERE {_RETRYABLE}
         RETURNING id
         """,
-        (group, kind, key, target, dag_id, run_id),
+        (group, kind, key, target, dag_id, run_id, Jsonb(message or {})),
     ).fetchone()
     return None if row is None else row["id"]
 
@@ -46,6 +58,37 @@ def mark(conn: psycopg.Connection, alert_id: int, status: str, error: str | None
         " sent_at = CASE WHEN %s = 'sent' THEN now() END WHERE id = %s",
         (status, (error or None) and error[:ERROR_MAX], status, alert_id),
     )
+
+
+def pending(conn: psycopg.Connection, limit: int = 200) -> list[int]:
+    """Rows the watchdog should re-send (failed, or abandoned while ``sending``), oldest first."""
+    return [r["id"] for r in conn.execute(
+        f"SELECT id FROM alerts_sent WHERE {_RETRYABLE} ORDER BY claimed_at, id LIMIT %s", (limit,))]
+
+
+def reclaim(conn: psycopg.Connection, alert_id: int) -> dict[str, Any] | None:
+    """Take one pending row again (one more attempt); None when someone else took it meanwhile."""
+    return conn.execute(
+        f"""
+        UPDATE alerts_sent SET status = 'sending', error = NULL, claimed_at = now(), sent_at = NULL,
+                               attempts = alerts_sent.attempts + 1
+         WHERE id = %s AND {_RETRYABLE}
+        RETURNING id, group_name, kind, key, target, dag_id, run_id, message, attempts
+        """,
+        (alert_id,),
+    ).fetchone()
+
+
+def give_up_abandoned(conn: psycopg.Connection) -> int:
+    """Close the claims abandoned on their last attempt (still ``sending``, out of attempts) as failed."""
+    return conn.execute(
+        f"""
+        UPDATE alerts_sent SET status = 'failed',
+               error = 'the sender stopped before it finished its last attempt ({MAX_ATTEMPTS} of {MAX_ATTEMPTS})'
+         WHERE status = 'sending' AND attempts >= {MAX_ATTEMPTS}
+           AND claimed_at < now() - interval '{STALE_CLAIM_MINUTES} minutes'
+        """
+    ).rowcount
 
 
 def recent(conn: psycopg.Connection, group: str, limit: int = 20) -> list[dict[str, Any]]:

@@ -6,20 +6,28 @@ scheduled, manual, backfill or history, because upstream and downstream schedule
 calendar at 07:00 every day, bars at 19:00 on weekdays) and a day loaded by a backfill is loaded.
 
 ``dependency_waits`` holds one row per downstream run and upstream: ``waiting`` while the run's
-sensor (or its trigger) waits, then ``satisfied`` or ``timed_out``; the group page and
-``moomarkets groups show`` read it to say what a run waits for.
+sensor (or its trigger) waits, then ``satisfied`` or ``timed_out``, or ``abandoned`` when the run
+ended otherwise (its ``record_run`` closes what is still waiting: skipped, failed elsewhere). The
+group page and ``moomarkets groups show`` read the current waits, leaving out any whose run already
+finished or whose limit (plus a margin) has long passed: a run marked by hand, stopped by
+``dagrun_timeout`` or deleted never closes its wait.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
 
+from moomarkets.config.durations import parse_duration
+from moomarkets.errors import ConfigError
 from moomarkets.warehouse import runs
 
-WAITING, SATISFIED, TIMED_OUT = "waiting", "satisfied", "timed_out"
+WAITING, SATISFIED, TIMED_OUT, ABANDONED = "waiting", "satisfied", "timed_out", "abandoned"
+STALE_MARGIN = timedelta(hours=1)  # a wait older than its limit plus this is no longer current
+DEFAULT_TIMEOUT = "6h"
+REASON_MAX = 200  # characters of an upstream run's error quoted in a wait's reason
 
 
 def first_uncovered_day(conn: psycopg.Connection, upstream: str, days: list[date]) -> date | None:
@@ -39,8 +47,10 @@ def first_uncovered_day(conn: psycopg.Connection, upstream: str, days: list[date
     return None if row is None else row["day"]
 
 
-def upstream_problem(conn: psycopg.Connection, upstream: str) -> str | None:
-    """Why ``upstream`` cannot load anything now (missing, disabled, source inactive), else None."""
+def upstream_problem(conn: psycopg.Connection, upstream: str, day: date | None = None) -> str | None:
+    """Why ``upstream`` has not loaded ``day``: it is missing, disabled or its source inactive;
+    else its latest run covering ``day`` (or, with none, its latest run) failed, was partial or
+    skipped, or is running. None when nothing says why (e.g. its run for the day is not due yet)."""
     row = conn.execute(
         "SELECT g.is_enabled, s.is_active, s.code FROM job_groups g"
         " LEFT JOIN data_sources s ON s.id = g.data_source_id WHERE g.name = %s",
@@ -52,6 +62,31 @@ def upstream_problem(conn: psycopg.Connection, upstream: str) -> str | None:
         return f"upstream job group {upstream!r} is disabled"
     if not row["is_active"]:
         return f"the source {row['code']!r} of upstream job group {upstream!r} is inactive"
+    return _latest_run_problem(conn, upstream, day)
+
+
+def _latest_run_problem(conn: psycopg.Connection, upstream: str, day: date | None) -> str | None:
+    run = conn.execute(
+        """
+        SELECT run_id, status, error, units_total, units_failed FROM runs
+         WHERE group_name = %s AND (%s::date IS NULL OR (covers_from <= %s::date AND %s::date <= covers_to))
+         ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 1
+        """,
+        (upstream, day, day, day),
+    ).fetchone()
+    if run is None and day is not None:
+        return _latest_run_problem(conn, upstream, None)
+    if run is None:
+        return None
+    name = f"its run {run['run_id']}"
+    if run["status"] == "running":
+        return f"{name} is running"
+    if run["status"] == "partial":
+        return f"{name} is partial: {run['units_failed']} of {run['units_total']} units failed"
+    if run["status"] in ("failed", "skipped"):
+        # the first line of its error (stored scrubbed: run errors never hold a secret)
+        why = next((line.strip() for line in (run["error"] or "").splitlines() if line.strip()), "")[:REASON_MAX]
+        return f"{name} {run['status']}: {why}" if why else f"{name} {run['status']}"
     return None
 
 
@@ -94,7 +129,7 @@ def update_wait(
 def finish_wait(
     conn: psycopg.Connection, *, dag_id: str, run_id: str, upstream: str, status: str, message: str | None = None
 ) -> None:
-    """Close the wait as satisfied or timed out (no row: the upstream was covered at once)."""
+    """Close the wait as satisfied, timed out or abandoned (no row: the upstream was covered at once)."""
     conn.execute(
         """
         UPDATE dependency_waits SET status = %s, message = coalesce(%s, message), updated_at = now()
@@ -125,18 +160,45 @@ def timed_out_messages(conn: psycopg.Connection, dag_id: str, run_id: str) -> li
     )]
 
 
-def current_waits(conn: psycopg.Connection, group_name: str | None = None) -> list[dict[str, Any]]:
-    """Waits still open, oldest first (one group's, or all), with the group's upstream timeout."""
+def abandon_waits(conn: psycopg.Connection, dag_id: str, run_id: str) -> int:
+    """The run is over (its ``record_run`` ran): close what it still waits for as abandoned."""
     return conn.execute(
+        "UPDATE dependency_waits SET status = 'abandoned', updated_at = now()"
+        " WHERE dag_id = %s AND run_id = %s AND status = 'waiting'", (dag_id, run_id),
+    ).rowcount
+
+
+def _limit(text: str | None) -> timedelta:
+    try:
+        return parse_duration(text or DEFAULT_TIMEOUT, field="upstream_timeout")
+    except ConfigError:
+        return parse_duration(DEFAULT_TIMEOUT, field="upstream_timeout")
+
+
+def current_waits(conn: psycopg.Connection, group_name: str | None = None) -> list[dict[str, Any]]:
+    """Waits still open, oldest first (one group's, or all), with the group's upstream timeout.
+    Leaves out stale rows a run could not close: its run record finished after the wait began,
+    or the wait began longer ago than the group's ``upstream_timeout`` plus ``STALE_MARGIN``."""
+    rows = conn.execute(
         f"""
         SELECT w.dag_id, w.run_id, w.group_name, w.upstream, w.trading_day, w.message, w.since, w.updated_at,
                g.upstream_timeout
           FROM dependency_waits w LEFT JOIN job_groups g ON g.name = w.group_name
          WHERE w.status = 'waiting' {"AND w.group_name = %s" if group_name else ""}
+           AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.dag_id = w.dag_id AND r.run_id = w.run_id
+                              AND r.status <> 'running' AND r.finished_at >= w.since)
          ORDER BY w.since, w.upstream
         """,
         (group_name,) if group_name else (),
     ).fetchall()
+    now = datetime.now(timezone.utc)
+    return [w for w in rows if w["since"] + _limit(w["upstream_timeout"]) + STALE_MARGIN > now]
+
+
+def covers_of(conn: psycopg.Connection, run_pk: int) -> dict[str, str | None]:
+    """The run's ``covers_from`` / ``covers_to`` as ISO dates (None when unknown), XCom-safe."""
+    row = conn.execute("SELECT covers_from, covers_to FROM runs WHERE id = %s", (run_pk,)).fetchone()
+    return {key: (row[key].isoformat() if row and row[key] else None) for key in ("covers_from", "covers_to")}
 
 
 def neighbours(conn: psycopg.Connection, group_name: str) -> dict[str, list[dict[str, Any]]]:

@@ -24,19 +24,28 @@ def group_created_at(conn: psycopg.Connection, group_name: str) -> datetime | No
 
 
 def source_days(conn: psycopg.Connection, start: date, end: date) -> list[dict[str, Any]]:
-    """Per source and UTC day of a unit's end in [start, end]: requests, 429s, 5xx and seconds
-    waited for the rate limit, summed over every group's units. Days without units are absent."""
+    """Per source and UTC day in [start, end]: requests, 429s, 5xx and seconds waited for the rate
+    limit, summed over every group's units (by when each unit last finished; a unit's counters add
+    up over its attempts) and the source's restatements (each code's history re-fetch, by when it
+    finished; the ``restate_history`` step and ``moomarkets restate``). Days without either are absent."""
     rows = conn.execute(
         """
-        SELECT s.code AS source, (u.finished_at AT TIME ZONE 'UTC')::date AS day,
-               sum(u.requests)::bigint AS requests, sum(u.http_429)::bigint AS http_429,
-               sum(u.http_5xx)::bigint AS http_5xx, sum(u.wait_seconds)::float AS wait_seconds
-          FROM run_units u
-          JOIN runs r ON r.id = u.run_pk
-          JOIN job_groups g ON g.name = r.group_name
-          JOIN data_sources s ON s.id = g.data_source_id
-         WHERE u.finished_at IS NOT NULL
-           AND (u.finished_at AT TIME ZONE 'UTC')::date BETWEEN %s AND %s
+        WITH met AS (
+            SELECT s.code AS source, u.finished_at, u.requests, u.http_429, u.http_5xx, u.wait_seconds
+              FROM run_units u
+              JOIN runs r ON r.id = u.run_pk
+              JOIN job_groups g ON g.name = r.group_name
+              JOIN data_sources s ON s.id = g.data_source_id
+             WHERE u.finished_at IS NOT NULL
+            UNION ALL
+            SELECT source, finished_at, requests, http_429, http_5xx, wait_seconds
+              FROM restatements
+             WHERE finished_at IS NOT NULL AND requests > 0)
+        SELECT source, (finished_at AT TIME ZONE 'UTC')::date AS day,
+               sum(requests)::bigint AS requests, sum(http_429)::bigint AS http_429,
+               sum(http_5xx)::bigint AS http_5xx, sum(wait_seconds)::float AS wait_seconds
+          FROM met
+         WHERE (finished_at AT TIME ZONE 'UTC')::date BETWEEN %s AND %s
          GROUP BY 1, 2
          ORDER BY 1, 2
         """,

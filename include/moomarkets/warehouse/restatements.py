@@ -171,31 +171,43 @@ def insert_manual(
     ).fetchone()[0]
 
 
+def _met(n: int, http_429: int, http_5xx: int, wait_seconds: float) -> tuple[int, int, float]:
+    """What the code's requests met, on its first event only (no double count)."""
+    return (http_429, http_5xx, wait_seconds) if n == 0 else (0, 0, 0.0)
+
+
 def mark_done(
     conn: psycopg.Connection, ids: list[int], *, rows_changed: int, requests: int,
-    span: tuple[date, date] | None,
+    span: tuple[date, date] | None, http_429: int = 0, http_5xx: int = 0, wait_seconds: float = 0.0,
 ) -> None:
-    """Close the code's events: the totals go on the first id, the others get 0 (no double count)."""
+    """Close the code's events: the totals go on the first id, the others get 0 (no double count).
+    Requests and what they met (429s, 5xx, rate-limit wait) add up over the event's attempts."""
     for n, rid in enumerate(ids):
         conn.execute(
             """
             UPDATE restatements SET status = 'done', rows_changed = %s, requests = requests + %s, error = NULL,
+                   http_429 = http_429 + %s, http_5xx = http_5xx + %s, wait_seconds = wait_seconds + %s,
                    span_start = %s, span_end = %s, finished_at = now()
              WHERE id = %s
             """,
-            (rows_changed if n == 0 else 0, requests if n == 0 else 0,
+            (rows_changed if n == 0 else 0, requests if n == 0 else 0, *_met(n, http_429, http_5xx, wait_seconds),
              span[0] if span else None, span[1] if span else None, rid),
         )
 
 
-def mark_failed(conn: psycopg.Connection, ids: list[int], *, error: str, requests: int) -> None:
+def mark_failed(
+    conn: psycopg.Connection, ids: list[int], *, error: str, requests: int, http_429: int = 0, http_5xx: int = 0,
+    wait_seconds: float = 0.0,
+) -> None:
     for n, rid in enumerate(ids):
         conn.execute(
             """
-            UPDATE restatements SET status = 'failed', error = %s, requests = requests + %s, finished_at = now()
+            UPDATE restatements SET status = 'failed', error = %s, requests = requests + %s,
+                   http_429 = http_429 + %s, http_5xx = http_5xx + %s, wait_seconds = wait_seconds + %s,
+                   finished_at = now()
              WHERE id = %s
             """,
-            (error[:ERROR_TEXT_MAX], requests if n == 0 else 0, rid),
+            (error[:ERROR_TEXT_MAX], requests if n == 0 else 0, *_met(n, http_429, http_5xx, wait_seconds), rid),
         )
 
 

@@ -83,11 +83,15 @@ def mark_unit_done(
     conn: psycopg.Connection, run_pk: int, unit_key: str, *, rows: int, requests: int, error: str | None = None,
     http_429: int = 0, http_5xx: int = 0, wait_seconds: float = 0.0,
 ) -> None:
-    """Close a unit's attempt: its rows, what its requests met (429s, 5xx, rate-limit wait) and error."""
+    """Close a unit's attempt: its rows and error, and what its requests met (429s, 5xx, rate-limit
+    wait). ``rows`` is this attempt's; the request counters ADD UP over the unit's attempts (a retry
+    re-marks the unit running without resetting them), so the 429s that made Airflow retry a unit
+    stay counted next to the requests of the attempt that loaded it: what the source saw."""
     conn.execute(
         """
-        UPDATE run_units SET status = %s, rows = %s, requests = %s, http_429 = %s, http_5xx = %s,
-                             wait_seconds = %s, error = %s, finished_at = now()
+        UPDATE run_units SET status = %s, rows = %s, requests = run_units.requests + %s,
+                             http_429 = run_units.http_429 + %s, http_5xx = run_units.http_5xx + %s,
+                             wait_seconds = run_units.wait_seconds + %s, error = %s, finished_at = now()
          WHERE run_pk = %s AND unit_key = %s
         """,
         ("failed" if error else "success", rows, requests, http_429, http_5xx, wait_seconds, error, run_pk, unit_key),

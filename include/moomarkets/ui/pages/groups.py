@@ -130,7 +130,11 @@ async def _detail_page(
     group, recent, alerts = await run_in_threadpool(call, load)
     restated = await run_in_threadpool(call, lambda conn: restate_service.recent_for_group(conn, name))
     checked = await run_in_threadpool(call, lambda conn: check_results.recent_results(conn, name))
-    dependencies = await run_in_threadpool(call, lambda conn: views.group_dependencies(conn, name))
+    # neighbours the user may not read (per-DAG rights) are listed by name only
+    names = await run_in_threadpool(call, lambda conn: [g.name for g in store.list_groups(conn)])
+    readable = {n for n in names if is_allowed(ident, "read", n)}
+    dependencies = await run_in_threadpool(
+        call, lambda conn: views.group_dependencies(conn, name, readable.__contains__))
     states = await run_in_threadpool(views.dag_states, [name])
     try:
         upcoming = next_runs(group["schedule"], group["timezone"], count=3)

@@ -1,6 +1,7 @@
 """The Health page: per source, requests, 429s and rate-limit waits over the last 7 days (inline
 SVG charts, drawn here: the UI runs offline, so no chart library or CDN); per group, freshness
-with a late badge; the checks failing now."""
+with a late badge; the checks failing now. Only what the user may read (Airflow's per-DAG read
+rights, as the groups list): see ``services.health.health_view``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from moomarkets.services import health
-from moomarkets.ui.auth import Identity, page_identity
+from moomarkets.ui.auth import Identity, is_allowed, page_identity
 from moomarkets.ui.pages.common import call, new_router, render
+from moomarkets.warehouse import config_store
 
 router = new_router()
 
@@ -23,7 +25,15 @@ BAR_GAP = 0.25  # share of a day's slot left empty between bars
 
 @router.get("/health", name="health_page", response_class=HTMLResponse)
 async def health_page(request: Request, ident: Identity = Depends(page_identity)) -> HTMLResponse:
-    view = await run_in_threadpool(call, health.health_view)
+    # per-DAG read rights, as the groups list: only readable groups and their failing checks; a
+    # source's chart (all its groups' requests: the rate limit is per source) only to a user who may
+    # read at least one of the source's groups, or every group (then also sources without groups).
+    # Asked here, as groups_page does: the auth manager is not called from a worker thread.
+    names = await run_in_threadpool(call, lambda conn: [g.name for g in config_store.list_groups(conn)])
+    readable = {name for name in names if is_allowed(ident, "read", name)}
+    can_read_all = readable == set(names)
+    view = await run_in_threadpool(
+        call, lambda conn: health.health_view(conn, can_read=readable.__contains__, can_read_all=can_read_all))
     for src in view["sources"]:
         src["chart"] = chart(src["days"])
     return render(request, "health.html", ident, nav="health", **view)
