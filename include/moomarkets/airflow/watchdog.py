@@ -4,7 +4,8 @@ Every 15 minutes ``resend_alerts`` re-sends the stored message of every alert wh
 failed, or whose sender left it ``sending`` for 10 minutes (a crashed ``record_run``), to its
 target, up to 3 attempts in all. Then ``check_lateness`` looks at every enabled group that wants
 ``late`` alerts: each trading day due in the lookback window (the close, the scheduled run after
-it, plus ``late_after``) that no successful run covers gets one ``late`` alert per (group, day).
+it, plus ``late_after``) that no successful run covers makes the group late: one ``late`` alert
+per group, keyed by its latest missing day and listing them all (a new late day, a new alert).
 
 Why not Airflow's Deadline Alerts: they are experimental in 3.3, and a deadline exists only once a
 DagRun was created, so a scheduler that never created the run, or a paused DAG, would never alert.
@@ -54,7 +55,7 @@ def build_watchdog_dag() -> DAG:
         # first the retries of earlier failures; a late alert failing now waits for the next tick
         @task(task_id="check_lateness", execution_timeout=timedelta(minutes=8), trigger_rule=TriggerRule.ALL_DONE)
         def check_lateness(**context: Any) -> dict[str, Any]:
-            """Send one ``late`` alert per group and overdue trading day (once: see ``alerts_sent``)."""
+            """Send one ``late`` alert per late group and latest overdue day (once: see ``alerts_sent``)."""
             from moomarkets.airflow.alerts import send_late_alerts
 
             return send_late_alerts(context, url=settings.database_url())
