@@ -265,3 +265,27 @@ def test_a_late_alert_lists_every_missing_day_under_the_latest():
                              base_url=BASE, missing=[date(2026, 11, 27), date(2026, 11, 25)])
     assert alert.key == "2026-11-27" and alert.payload["missing_days"] == ["2026-11-25", "2026-11-27"]
     assert "2026-11-25, 2026-11-27" in alert.text and "2026-11-25, 2026-11-27" in alert.html
+
+
+@pytest.mark.integration
+def test_a_late_alert_is_not_re_sent_once_its_day_was_loaded(warehouse_url):
+    from moomarkets.pipeline.alerts import build_late_alert
+    from moomarkets.warehouse.db import connect
+
+    target = AlertTarget("webhook", "hook", endpoint="/hooks/x")
+    got = []
+
+    def down(t, alert):
+        raise alerts.DeliveryError("HTTPError: 500")
+
+    late = build_late_alert(group="jp_daily_quotes", day=date(2026, 11, 27), base_url=BASE,
+                            deadline=datetime(2026, 11, 27, 12, 0, tzinfo=UTC), last_complete=None)
+    assert alerts.deliver(warehouse_url, late, [target], down).failed
+    with connect(warehouse_url) as conn, conn.transaction():  # the day loads before the next tick
+        conn.execute("INSERT INTO runs (group_name, dag_id, run_id, status, covers_from, covers_to) VALUES"
+                     " ('jp_daily_quotes', 'jp_daily_quotes', 'r1', 'success', '2026-11-27', '2026-11-27')")
+    [r] = alerts.resend_pending(warehouse_url, lambda t, a: got.append(a))
+    assert r["resolved"] is True and r["sent"] is False and got == []
+    status, attempts, error = _rows(warehouse_url)[("2026-11-27", "webhook:hook")]
+    assert status == "failed" and attempts >= 3 and "loaded since" in error
+    assert alerts.resend_pending(warehouse_url, lambda t, a: got.append(a)) == [] and got == []

@@ -133,14 +133,16 @@ def cmd_groups(args: argparse.Namespace) -> int:
 
 def _group_shown(conn: psycopg.Connection, name: str) -> dict[str, Any]:
     """What ``groups show`` prints: the stored group, then how it runs with others, what alerts it
-    sends, its recent restatements and its latest data checks."""
-    from moomarkets.services import groups, restate
+    sends and recently sent, its recent restatements and its latest data checks."""
+    from moomarkets.services import groups, restate, views
     from moomarkets.warehouse import config_store as store
 
     group = store.get_group(conn, name)
     shown = group.to_dict()
     shown["dependencies"] = _dependencies_shown(conn, group)
     shown["alerts_in_effect"] = groups.alerts_in_effect(conn, group)  # the source's defaults under the group's keys
+    # the last alerts from alerts_sent, newest first, one line each (status, scrubbed error, attempts)
+    shown["recent_alerts"] = [views.alert_line(a) for a in views.recent_alerts(conn, name)]
     shown["recent_restatements"] = [  # corporate actions seen and the history re-fetches they caused
         {k: r[k] for k in ("code", "event_date", "action", "factor", "status", "rows_changed", "requests",
                            "run_id", "error", "detected_at")}

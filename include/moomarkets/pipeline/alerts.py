@@ -25,6 +25,7 @@ from moomarkets.pipeline.freshness import group_freshness
 from moomarkets.warehouse import alerts as ledger
 from moomarkets.warehouse.config_store import read_specs
 from moomarkets.warehouse.db import connect
+from moomarkets.warehouse.dependencies import first_uncovered_day
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +288,12 @@ def resend_pending(url: str, send: Callable[[AlertTarget, Alert], None]) -> list
             row = ledger.reclaim(conn, alert_id)
         if row is None:  # taken meanwhile
             continue
+        if row["kind"] == "late" and _late_day_loaded(url, row["group_name"], row["key"]):
+            with connect(url) as conn, conn.transaction():
+                ledger.give_up(conn, alert_id, f"not re-sent: {row['key']} has been completely loaded since")
+            report.append({"group": row["group_name"], "kind": "late", "key": row["key"], "target": row["target"],
+                           "attempt": row["attempts"], "sent": False, "resolved": True})
+            continue
         out = Delivery()
         try:
             alert, target = from_message(row)
@@ -299,6 +306,16 @@ def resend_pending(url: str, send: Callable[[AlertTarget, Alert], None]) -> list
                        "attempt": row["attempts"], "sent": bool(out.sent),
                        **({"error": out.failed[row["target"]]} if out.failed else {})})
     return report
+
+
+def _late_day_loaded(url: str, group: str, key: str) -> bool:
+    """Whether a late alert's day (its key) is now covered by a successful run of the group."""
+    try:
+        day = date.fromisoformat(key)
+    except ValueError:
+        return False
+    with connect(url) as conn:
+        return first_uncovered_day(conn, group, [day]) is None
 
 
 # -- lateness ------------------------------------------------------------------------------------

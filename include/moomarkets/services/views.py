@@ -99,3 +99,35 @@ def group_dependencies(conn: psycopg.Connection, name: str, can_read: Callable[[
                       "loaded_through": None} for g in out[side]]
     out["waiting"] = [wait_line(w) for w in dependencies.current_waits(conn, name)]
     return out
+
+
+RECENT_ALERTS = 10
+
+
+def _utc(value: Any) -> Any:
+    return value.astimezone(timezone.utc) if value is not None else None
+
+
+def recent_alerts(conn: psycopg.Connection, name: str, limit: int = RECENT_ALERTS) -> list[dict[str, Any]]:
+    """The group's last alerts from ``alerts_sent``, newest first, times in UTC: kind, key (the run id,
+    or the late trading day), target (``type:conn_id``), dag_id, run_id, status (sent, failed,
+    sending), error (scrubbed before it was stored), attempts, created_at, sent_at.
+
+    Only the ledger's stored columns: nothing is read from the target's Connection, and the
+    rendered message is not included."""
+    from moomarkets.warehouse import alerts as ledger
+
+    return [{**r, "created_at": _utc(r["created_at"]), "sent_at": _utc(r["sent_at"])}
+            for r in ledger.recent(conn, name, limit)]
+
+
+def alert_line(alert: dict[str, Any]) -> str:
+    """One recent alert as ``groups show`` says it."""
+    status = alert["status"]
+    if status == "sent" and alert["sent_at"] is not None:
+        status = f"sent {alert['sent_at']:%Y-%m-%d %H:%M} UTC"
+    elif status == "failed":
+        status = f"failed: {alert['error'] or 'no reason recorded'}"
+    attempts = alert["attempts"]
+    return (f"{alert['created_at']:%Y-%m-%d %H:%M} UTC {alert['kind']} {alert['key']} to {alert['target']}:"
+            f" {status} ({attempts} attempt{'' if attempts == 1 else 's'})")

@@ -158,6 +158,12 @@ class Group(BaseModel):
     rows_loaded: int | None
     dag: dict[str, Any] | None = None
     waiting: list[str] = Field(default_factory=list, description="one line per run waiting for an upstream group")
+    recent_alerts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="the group's last 10 alerts, newest first (GET /groups/{name} only): kind, key (run id or"
+                    " late trading day), target (type:conn_id), dag_id, run_id, status (sent, failed, sending),"
+                    " error (scrubbed), attempts, created_at and sent_at (UTC)",
+    )
 
 
 class Changed(BaseModel):
@@ -277,6 +283,7 @@ async def get_group(name: str, ident: Identity = Depends(api_identity)) -> dict[
     require_api(ident, "read", name)
     group = await db(views.get_group, name)
     group["waiting"] = (await db(views.group_dependencies, name))["waiting"]  # runs waiting for an upstream now
+    group["recent_alerts"] = await db(views.recent_alerts, name)  # the last alerts sent (alerts_sent's columns only)
     return (await run_in_threadpool(_with_dag, [group]))[0]
 
 

@@ -60,6 +60,16 @@ def mark(conn: psycopg.Connection, alert_id: int, status: str, error: str | None
     )
 
 
+def give_up(conn: psycopg.Connection, alert_id: int, reason: str) -> None:
+    """Close a row for good without sending (e.g. a late day loaded since): ``failed`` with the
+    reason and no attempts left, so the watchdog does not take it again."""
+    conn.execute(
+        f"UPDATE alerts_sent SET status = 'failed', error = %s, sent_at = NULL,"
+        f" attempts = GREATEST(attempts, {MAX_ATTEMPTS}) WHERE id = %s",
+        (reason[:ERROR_MAX], alert_id),
+    )
+
+
 def pending(conn: psycopg.Connection, limit: int = 200) -> list[int]:
     """Rows the watchdog should re-send (failed, or abandoned while ``sending``), oldest first."""
     return [r["id"] for r in conn.execute(
@@ -92,9 +102,12 @@ def give_up_abandoned(conn: psycopg.Connection) -> int:
 
 
 def recent(conn: psycopg.Connection, group: str, limit: int = 20) -> list[dict[str, Any]]:
-    """The group's latest alerts, newest first (for the group page and ``groups show``)."""
+    """The group's latest alerts, newest first (for the group page, the API and ``groups show``).
+
+    Only the ledger's own columns: ``target`` is the ``type:conn_id`` label and ``error`` was
+    scrubbed before it was stored; the rendered ``message`` is left out."""
     return [dict(r) for r in conn.execute(
-        "SELECT kind, key, target, dag_id, run_id, status, error, created_at, sent_at FROM alerts_sent"
+        "SELECT kind, key, target, dag_id, run_id, status, error, attempts, created_at, sent_at FROM alerts_sent"
         " WHERE group_name = %s ORDER BY created_at DESC, id DESC LIMIT %s",
         (group, limit),
     ).fetchall()]

@@ -130,6 +130,7 @@ async def _detail_page(
     group, recent, alerts = await run_in_threadpool(call, load)
     restated = await run_in_threadpool(call, lambda conn: restate_service.recent_for_group(conn, name))
     checked = await run_in_threadpool(call, lambda conn: check_results.recent_results(conn, name))
+    sent_alerts = await run_in_threadpool(call, lambda conn: views.recent_alerts(conn, name))
     # neighbours the user may not read (per-DAG rights) are listed by name only
     names = await run_in_threadpool(call, lambda conn: [g.name for g in store.list_groups(conn)])
     readable = {n for n in names if is_allowed(ident, "read", n)}
@@ -147,7 +148,8 @@ async def _detail_page(
     values.update(backfill_values or {})
     return render(
         request, "group_detail.html", ident, status_code=422 if backfill_errors else 200, group=group, runs=recent,
-        restatements=restated, checks=checked, alerts_in_effect=alerts, dependencies=dependencies,
+        restatements=restated, checks=checked, alerts_in_effect=alerts, recent_alerts=sent_alerts,
+        dependencies=dependencies,
         state=states.get(name), upcoming=upcoming, can_edit=is_allowed(ident, "edit", name),
         can_run=is_allowed(ident, "run", name), nav="groups", backfill=values, backfill_errors=backfill_errors or {},
         reprocess_labels=runs.REPROCESS_LABELS, active_runs_range=(runs.MIN_ACTIVE_RUNS, runs.MAX_ACTIVE_RUNS),
