@@ -65,8 +65,9 @@ def clean(text: str, secrets: list[str]) -> str:
     return _URL.sub("<url>", scrub(text, *secrets))
 
 
-def notifier_for(target: AlertTarget, alert: domain.Alert, conn: Any):
-    """The provider notifier that delivers ``alert`` to ``target`` (imports only the one needed)."""
+def notifier_for(target: AlertTarget, alert: domain.Alert, conn: Any, secrets: list[str]):
+    """The provider notifier that delivers ``alert`` to ``target`` (imports only the one needed);
+    ``secrets`` are the Connection's (:func:`_secrets`), kept out of the Slack client's log."""
     if target.type == "email":
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
         from airflow.sdk.configuration import conf
@@ -76,7 +77,7 @@ def notifier_for(target: AlertTarget, alert: domain.Alert, conn: Any):
         return SmtpNotifier(to=list(target.to), from_email=sender, subject=alert.subject,
                             html_content=alert.html, smtp_conn_id=target.conn_id)
     if target.type == "slack":
-        return _quiet_slack_notifier(target.conn_id, alert.text, _secrets(conn))
+        return _quiet_slack_notifier(target.conn_id, alert.text, secrets)
     from airflow.providers.http.notifications.http import HttpNotifier
 
     return HttpNotifier(http_conn_id=target.conn_id, endpoint=target.endpoint, json=alert.payload)
@@ -123,7 +124,7 @@ def sender(context: dict[str, Any]) -> Callable[[AlertTarget, domain.Alert], Non
                 from None
         secrets = _secrets(conn)
         try:
-            notifier_for(target, alert, conn).notify(context)
+            notifier_for(target, alert, conn, secrets).notify(context)
         except Exception as exc:  # noqa: BLE001 - reported scrubbed, never with the raw traceback
             raise domain.DeliveryError(clean(f"{type(exc).__name__}: {exc}", secrets)[:1000]) from None
 
@@ -136,6 +137,8 @@ def send_run_alerts(
 ) -> list[str]:
     """Send the alerts a closed run earned (one per kind and target, once); returns the kinds sent
     or attempted. Never raises: alerting trouble is logged, the run's own outcome stands."""
+    if not domain.run_kinds(summary):  # a clean run earns none: no Connection read, no query
+        return []
     try:
         conf = getattr(context.get("dag_run"), "conf", None)
         history = conf.get("history") if isinstance(conf, dict) else None

@@ -20,7 +20,6 @@ from airflow.sdk import TriggerRule
 from moomarkets import settings
 from moomarkets.pipeline import run as runner
 from moomarkets.pipeline import upstreams
-from moomarkets.airflow import alerts, metrics
 from moomarkets.airflow.connections import get_credentials
 from moomarkets.airflow.dependencies import add_upstream_sensors
 from moomarkets.airflow.pools import pool_name
@@ -146,6 +145,8 @@ def build_group_dag(spec: GroupSpec) -> DAG:
         )
         def fetch_and_load(unit: dict[str, Any], **context: Any) -> dict[str, Any]:
             """Fetch one unit through the source's shared rate limit and upsert it in one transaction."""
+            from moomarkets.airflow import metrics
+
             get_current_context()["unit_key"] = unit["key"]  # shown as the map index in the UI
             credentials = get_credentials(source.conn_id)
             try:
@@ -166,6 +167,7 @@ def build_group_dag(spec: GroupSpec) -> DAG:
         )
         def restate_history(**context: Any) -> dict[str, Any]:
             """Bring stored history of codes with a corporate action in this run in line with the source."""
+            from moomarkets.airflow import metrics
             from moomarkets.pipeline import restate
 
             credentials = get_credentials(source.conn_id)
@@ -187,6 +189,7 @@ def build_group_dag(spec: GroupSpec) -> DAG:
         def check_loaded(**context: Any) -> dict[str, Any]:
             """Run the dataset's data checks on the rows this run loaded and record each result;
             fails (no retry) when a check of severity error failed, naming it with examples."""
+            from moomarkets.airflow import metrics
             from moomarkets.pipeline import checks as data_checks
 
             summary = data_checks.run_checks(pipe, dag_id=dag_id, run_id=context["run_id"], url=url_env())
@@ -202,6 +205,8 @@ def build_group_dag(spec: GroupSpec) -> DAG:
         @task(task_id="record_run", trigger_rule=TriggerRule.ALL_DONE, retries=2, outlets=[asset])
         def record_run(**context: Any) -> dict[str, Any]:
             """Close the run record: per-unit rows and failures, restatements and checks; the group's status."""
+            from moomarkets.airflow import alerts, metrics
+
             # a step that returned nothing failed or crashed (a clean failure is recorded in the
             # warehouse too; a timeout or a DB error is known only here)
             unfinished = [step for step in ("restate_history", "check_loaded")

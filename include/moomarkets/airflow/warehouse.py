@@ -97,8 +97,10 @@ def _bounded(conn_id: str, timeout: float) -> str:
 def _lookup_url(conn_id: str) -> str:
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
+    from moomarkets.airflow.connections import lookup
+
     try:
-        conn = _get_connection(conn_id)
+        conn = lookup(conn_id)  # the Task SDK's lookup in tasks and parsing, the stored one elsewhere
     except Exception as exc:  # noqa: BLE001 - not found, or the secrets backend failed
         if type(exc).__name__ == "AirflowNotFoundException":
             raise WarehouseConnectionError(
@@ -109,26 +111,6 @@ def _lookup_url(conn_id: str) -> str:
             f"warehouse connection '{conn_id}' could not be read: {type(exc).__name__}: {first_line(exc)}"
         ) from None
     return connection_url(conn, hook=PostgresHook(postgres_conn_id=conn_id, connection=conn))
-
-
-def _get_connection(conn_id: str) -> Any:
-    """The Connection from the secrets backends of this process's context.
-
-    Tasks and DAG parsing (a supervisor channel is set): the Task SDK's lookup, as
-    ``PostgresHook.get_connection`` does it (env vars, a configured backend such as Vault, then the
-    API server). Anywhere else (the ``moomarkets`` CLI, the API server, the scheduler): the lookup
-    ``airflow connections get`` uses (env vars, a configured backend, the metadata DB), because the
-    Task SDK's lookup outside a task leaves out the metadata DB.
-    """
-    from airflow.sdk.execution_time import task_runner
-
-    if getattr(task_runner, "SUPERVISOR_COMMS", None) is not None:
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-        return PostgresHook.get_connection(conn_id)
-    from moomarkets.airflow.connections import lookup
-
-    return lookup(conn_id)
 
 
 def connection_url(conn: Any, *, hook: Any = None) -> str:

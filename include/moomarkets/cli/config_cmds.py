@@ -161,7 +161,7 @@ def _dependencies_shown(conn: psycopg.Connection, group: JobGroup) -> dict[str, 
         "depends_on": group.depends_on,
         "upstream_timeout": group.upstream_timeout,
         "downstream": groups.downstream(conn, group.name),
-        "waiting": views.group_dependencies(conn, group.name)["waiting"],  # one line per run waiting now
+        "waiting": views.waiting_lines(conn, group.name),  # one line per run waiting now
     }
 
 

@@ -30,7 +30,7 @@ TARGET_TYPES = ("email", "slack", "webhook")
 _KEYS = {"on", "late_after", "targets"}
 _TARGET_KEYS = {"email": {"type", "conn_id", "to"}, "slack": {"type", "conn_id"},
                 "webhook": {"type", "conn_id", "endpoint"}}
-_CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
+CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")  # an Airflow connection id (sources use it too)
 _EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+$")
 MAX_TARGETS = 10
 
@@ -66,8 +66,7 @@ def validate_alerts(value: Any, *, subject: str | None = None) -> dict[str, Any]
         return {}
     if not isinstance(value, dict):
         raise ConfigError("must be a mapping (keys: on, late_after, targets)", field="alerts", subject=subject)
-    if True in value and "on" not in value:  # YAML 1.1 reads an unquoted `on:` key as the boolean true
-        value = {("on" if k is True else k): v for k, v in value.items()}
+    value = on_key(value)
     unknown = set(value) - _KEYS
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))} (allowed: late_after, on, targets)",
@@ -98,6 +97,14 @@ def validate_alerts(value: Any, *, subject: str | None = None) -> dict[str, Any]
     return out
 
 
+def on_key(alerts: Any) -> Any:
+    """YAML 1.1 reads an unquoted ``on:`` key as the boolean true: give it back its name, so that
+    ``alerts: {on: [failure]}`` means what it says (an export writes the key quoted)."""
+    if isinstance(alerts, dict) and True in alerts and "on" not in alerts:
+        return {("on" if k is True else k): v for k, v in alerts.items()}
+    return alerts
+
+
 def _target(value: Any, i: int, subject: str | None) -> dict[str, Any]:
     where = f"alerts.targets[{i}]"
     if not isinstance(value, dict):
@@ -110,7 +117,7 @@ def _target(value: Any, i: int, subject: str | None) -> dict[str, Any]:
         raise ConfigError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))} for a {kind} target "
                           f"(allowed: {', '.join(sorted(_TARGET_KEYS[kind]))})", field=where, subject=subject)
     conn_id = value.get("conn_id")
-    if not isinstance(conn_id, str) or not _CONN_ID.match(conn_id):
+    if not isinstance(conn_id, str) or not CONN_ID.match(conn_id):
         raise ConfigError(f"conn_id {conn_id!r} is not a valid Airflow connection id", field=where, subject=subject)
     out: dict[str, Any] = {"type": kind, "conn_id": conn_id}
     if kind == "email":

@@ -23,6 +23,9 @@ class DataSource:
         return asdict(self)
 
 
+DEFAULT_UPSTREAM_TIMEOUT = "6h"  # how long a run waits for its upstream groups unless the group says
+
+
 @dataclass
 class JobGroup:
     """A row of ``job_groups``; ``data_source`` is the source's code."""
@@ -36,7 +39,7 @@ class JobGroup:
     parameters: dict[str, Any] = field(default_factory=dict)
     is_enabled: bool = True
     depends_on: list[str] = field(default_factory=list)  # upstream group names
-    upstream_timeout: str = "6h"  # how long a run waits for its upstreams, then fails
+    upstream_timeout: str = DEFAULT_UPSTREAM_TIMEOUT  # how long a run waits for its upstreams, then fails
     alerts: dict[str, Any] = field(default_factory=dict)  # overrides the source's alert defaults
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from moomarkets.config.alerts import validate_alerts
+from moomarkets.config.alerts import CONN_ID, validate_alerts
 from moomarkets.config.checks import dataset_checks, validate_checks
 from moomarkets.config.durations import format_duration, parse_duration
-from moomarkets.config.models import DataSource, JobGroup
+from moomarkets.config.models import DEFAULT_UPSTREAM_TIMEOUT, DataSource, JobGroup
 from moomarkets.errors import ConfigError
 
 SLUG_SOURCE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -23,10 +23,8 @@ SLUG_GROUP = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED_NAMES = frozenset({"new"})
 # DAGs the package ships besides the groups' own (dags/): a group of that name would collide with them.
 SHIPPED_DAG_IDS = frozenset({"moomarkets_watchdog", "example_market_breadth"})
-CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 SECRET_HINTS = ("key", "password", "secret", "token", "credential")
 MAX_TEXT = 2000
-DEFAULT_UPSTREAM_TIMEOUT = "6h"
 MAX_UPSTREAMS = 20
 
 

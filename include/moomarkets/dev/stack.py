@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from moomarkets.dev import processes as procs
+from moomarkets.settings import DEFAULT_WAREHOUSE_CONN_ID
 
 ROOT = Path(__file__).resolve().parents[3]
 LOCAL = Path(os.environ.get("MOOMARKETS_LOCAL_DIR", ROOT / ".local")).resolve()
@@ -41,7 +42,7 @@ EXAMPLE_GROUP = "jp_daily_quotes"
 CALENDAR_GROUP = "jp_trading_calendar"  # the example group's upstream (depends_on in example.yaml)
 # The warehouse reaches every component as the Airflow Connection moomarkets_warehouse (created by
 # `up`, like a deployment's AIRFLOW_CONN_MOOMARKETS_WAREHOUSE); the URL is for the stack's own report.
-WAREHOUSE_CONN_ID = "moomarkets_warehouse"
+WAREHOUSE_CONN_ID = DEFAULT_WAREHOUSE_CONN_ID
 WAREHOUSE_URL = f"postgresql://postgres@127.0.0.1:{PG_PORT}/moomarkets"
 # stop order: the scheduler first (no new task starts), the rest after
 COMPONENTS = ["scheduler", "dag-processor", "triggerer", "api-server"]

@@ -27,7 +27,7 @@ from croniter import croniter
 from moomarkets.config.models import GroupSpec
 from moomarkets.sources.registry import get_source_class
 from moomarkets.warehouse import health, trading_calendar
-from moomarkets.warehouse.dependencies import first_uncovered_day
+from moomarkets.warehouse.dependencies import uncovered_days
 
 # How far back to look for due days: longer than any sensible schedule gap (a weekly group plus a
 # week of holidays) and short enough for a partial calendar table to cover it.
@@ -64,11 +64,7 @@ def group_freshness(conn: psycopg.Connection, spec: GroupSpec, *, now: datetime,
         # a new group's DAG does not catch up: nothing is due from before it existed
         if starts + grace <= now and (created is None or starts >= created):
             due[day] = starts + grace
-    missing: list[date] = []
-    rest = sorted(due)
-    while rest and (day := first_uncovered_day(conn, group.name, rest)) is not None:
-        missing.append(day)
-        rest = [d for d in rest if d > day]
+    missing = uncovered_days(conn, group.name, sorted(due))
     expected = max(due) if due else None
     return Freshness(group.name, last, expected, bool(missing), due.get(expected) if expected else None,
                      missing, {d: due[d] for d in missing})

@@ -156,14 +156,13 @@ def plan_units(
     """Plan a history run: the days of the range not loaded yet, in multi-day units; opens the run record."""
     interval = history_interval(pipe, spec)
     todo, done = todo_days(pipe, spec, url)
-    todo_set = set(todo)
     units = []
     if todo:
         per_unit = unit_days_for(pipe, spec, len(todo))
         cap = max(1, min(max_units, -(-len(todo) // per_unit)))
 
         def business_days(start: date, end: date) -> list[date]:
-            return [d for d in todo if start <= d <= end and d in todo_set]
+            return [d for d in todo if start <= d <= end]
 
         units = pipe.source().plan(
             pipe.group.dataset, pipe.group.parameters, interval, max_units=cap, business_days=business_days

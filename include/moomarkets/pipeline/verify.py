@@ -160,10 +160,8 @@ class VerifyReport:
 def range_interval(pipe: GroupPipeline, date_from: date, date_to: date) -> Interval:
     """The interval holding the closes of the trading days ``date_from..date_to``: from the first
     day's midnight to the midnight after the last, in the market's timezone (the source's
-    ``trading_day_close``; the group's timezone for a source without one)."""
-    day_close = getattr(pipe.source_class, "trading_day_close", None)
-    tz_name = day_close(pipe.group.dataset, pipe.group.parameters)[0] if day_close else pipe.group.timezone
-    tz = ZoneInfo(tz_name)
+    ``trading_day_close``, which every source has)."""
+    tz = ZoneInfo(pipe.source_class.trading_day_close(pipe.group.dataset, pipe.group.parameters)[0])
     return Interval(datetime.combine(date_from, time(0), tz), datetime.combine(date_to + timedelta(days=1), time(0), tz))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from moomarkets.airflow import connections
-from moomarkets.config.alerts import validate_alerts
+from moomarkets.config.alerts import target_conn_ids, validate_alerts
 from moomarkets.errors import ConfigError
 from moomarkets.services.effects import Outcome
 
@@ -23,13 +23,14 @@ def check_alert_connections(alerts: Any, *, subject: str | None, airflow: bool =
     ``alerts`` is validated first (the same error the store would give). With ``airflow`` False
     (the CLI's ``--no-airflow``) Airflow is not asked and a note says so.
     """
-    targets = validate_alerts(alerts, subject=subject).get("targets", [])
+    validated = validate_alerts(alerts, subject=subject)
+    targets = validated.get("targets", [])
     out: Outcome[None] = Outcome()
     if not targets:
         return out
     if not airflow:
         out.notes.append(f"Alert connections of {subject} not checked (Airflow not asked): "
-                         f"{', '.join(sorted({t['conn_id'] for t in targets}))}.")
+                         f"{', '.join(target_conn_ids(validated))}.")
         return out
     seen: dict[str, bool | None] = {}
     for i, target in enumerate(targets):

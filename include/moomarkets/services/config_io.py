@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 import yaml
 
+from moomarkets.config.alerts import on_key
 from moomarkets.errors import UsageError, first_line
 from moomarkets.services import effects
 from moomarkets.services.alert_connections import check_alert_connections
@@ -47,27 +48,7 @@ def parse_alerts(text: str | None, *, label: str = "alerts") -> dict[str, Any] |
         return {}
     if not isinstance(value, dict):
         raise InputError({"alerts": f"{label} must be a mapping such as {{targets: [{{type: slack, conn_id: ...}}]}}"})
-    return _on_key(value)
-
-
-def _on_key(alerts: Any) -> Any:
-    """YAML 1.1 reads an unquoted ``on:`` key as the boolean true: give it back its name, so that
-    ``alerts: {on: [failure]}`` means what it says (an export writes the key quoted)."""
-    if isinstance(alerts, dict) and True in alerts and "on" not in alerts:
-        return {("on" if k is True else k): v for k, v in alerts.items()}
-    return alerts
-
-
-def _alerts_keys(data: Any) -> Any:
-    """``data`` with ``_on_key`` applied to each source's and group's ``alerts`` (any other shape as it is)."""
-    if not isinstance(data, dict):
-        return data
-    out = dict(data)
-    for key in ("data_sources", "job_groups"):
-        if isinstance(out.get(key), list):
-            out[key] = [dict(i, alerts=_on_key(i["alerts"])) if isinstance(i, dict) and "alerts" in i else i
-                        for i in out[key]]
-    return out
+    return on_key(value)
 
 
 def alerts_text(alerts: dict[str, Any] | None) -> str:
@@ -95,7 +76,6 @@ def import_config(
     graph is checked first and the groups are written upstreams first. Alert Connections are
     checked before anything is written.
     """
-    data = _alerts_keys(data)
     checked = _check_alerts(data, airflow)
     with committed(conn):
         counts = store.import_config(conn, data, replace_all=replace_all)

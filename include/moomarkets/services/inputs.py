@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 from moomarkets.errors import UsageError
@@ -36,6 +37,16 @@ def parse_json_object(text: str | None, field: str, *, label: str | None = None)
     if not isinstance(value, dict):
         raise InputError({field: f'{name} must be a JSON object, e.g. {{"key": "value"}}'})
     return value
+
+
+def parse_day(text: str | date, option: str) -> date:
+    """A ``YYYY-MM-DD`` option (or a date) as a date; a UsageError naming the option otherwise."""
+    if isinstance(text, date):
+        return text
+    try:
+        return date.fromisoformat(str(text).strip())
+    except ValueError:
+        raise UsageError(f"{option}: give a date as YYYY-MM-DD (got {text!r})") from None
 
 
 def parse_bool(text: str) -> bool:

@@ -10,22 +10,13 @@ from datetime import date
 from typing import Any
 
 from moomarkets.airflow.connections import get_credentials
-from moomarkets.errors import UsageError
+from moomarkets.services.inputs import parse_day
 from moomarkets.pipeline import restate as pipeline_restate
 from moomarkets.warehouse import config_store as store
 from moomarkets.warehouse import restatements
 from moomarkets.warehouse.db import connect
 
 RECENT = 20
-
-
-def _day(text: str | date | None, option: str) -> date | None:
-    if text is None or isinstance(text, date):
-        return text
-    try:
-        return date.fromisoformat(str(text).strip())
-    except ValueError:
-        raise UsageError(f"{option}: give a date as YYYY-MM-DD (got {text!r})") from None
 
 
 def restate_codes(
@@ -39,7 +30,8 @@ def restate_codes(
 ) -> dict[str, Any]:
     """Re-fetch each code's stored history (within ``date_from..date_to``) from the source and bring
     the stored rows in line; every request waits on the source's shared rate limit."""
-    frm, to = _day(date_from, "--from"), _day(date_to, "--to")
+    frm = None if date_from is None else parse_day(date_from, "--from")
+    to = None if date_to is None else parse_day(date_to, "--to")
     with connect(url) as conn:
         source = store.get_source(conn, source_code)  # NotFoundError naming it
     credentials = get_credentials(source.conn_id)

@@ -11,9 +11,10 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from moomarkets.airflow.connections import get_credentials
-from moomarkets.errors import NotFoundError, UsageError
+from moomarkets.errors import NotFoundError
 from moomarkets.pipeline import GroupPipeline
 from moomarkets.pipeline.verify import VerifyReport, verify_range
+from moomarkets.services.inputs import parse_day
 from moomarkets.warehouse import config_store as store
 from moomarkets.warehouse.db import connect
 
@@ -22,15 +23,6 @@ from moomarkets.warehouse.db import connect
 PAGE_RANGE_DAYS = 7
 PAGE_SAMPLE = 2
 PAGE_LIMITER_TIMEOUT = 15.0
-
-
-def parse_day(text: str | date, option: str) -> date:
-    if isinstance(text, date):
-        return text
-    try:
-        return date.fromisoformat(str(text).strip())
-    except ValueError:
-        raise UsageError(f"{option}: give a date as YYYY-MM-DD (got {text!r})") from None
 
 
 def resolve(url: str, name: str) -> GroupPipeline:
@@ -54,10 +46,12 @@ def verify(
     delete_extra: bool = False,
     via: str = "cli",
     limiter_timeout: float | None = None,
+    pipe: GroupPipeline | None = None,
 ) -> VerifyReport:
-    """Re-read ``date_from..date_to`` of group ``name`` from its source and compare (see the pipeline)."""
+    """Re-read ``date_from..date_to`` of group ``name`` from its source and compare (see the pipeline);
+    ``pipe`` is the group already resolved, if the caller has it."""
     frm, to = parse_day(date_from, "--from"), parse_day(date_to, "--to")
-    pipe = resolve(url, name)
+    pipe = pipe or resolve(url, name)
     credentials = get_credentials(pipe.source_row.conn_id)
     if limiter_timeout is None:
         return verify_range(pipe, frm, to, url=url, credentials=credentials, sample=sample, seed=seed,
@@ -80,7 +74,8 @@ def verify_recent(url: str, name: str) -> VerifyReport:
     """What the group page's Verify button does: a sampled, read-only verify of the last week."""
     pipe = resolve(url, name)
     frm, to = page_range(pipe.group.timezone)
-    return verify(url, name, frm, to, sample=PAGE_SAMPLE, via="ui", limiter_timeout=PAGE_LIMITER_TIMEOUT)
+    return verify(url, name, frm, to, sample=PAGE_SAMPLE, via="ui", limiter_timeout=PAGE_LIMITER_TIMEOUT,
+                  pipe=pipe)
 
 
 def describe(report: VerifyReport) -> str:

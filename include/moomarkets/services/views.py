@@ -97,8 +97,15 @@ def group_dependencies(conn: psycopg.Connection, name: str, can_read: Callable[[
         out[side] = [g if can_read is None or can_read(g["name"]) else
                      {"name": g["name"], "hidden": True, "exists": None, "is_enabled": None, "last_status": None,
                       "loaded_through": None} for g in out[side]]
-    out["waiting"] = [wait_line(w) for w in dependencies.current_waits(conn, name)]
+    out["waiting"] = waiting_lines(conn, name)
     return out
+
+
+def waiting_lines(conn: psycopg.Connection, name: str) -> list[str]:
+    """What the group's runs wait for right now, one line each (``wait_line``)."""
+    from moomarkets.warehouse import dependencies
+
+    return [wait_line(w) for w in dependencies.current_waits(conn, name)]
 
 
 RECENT_ALERTS = 10

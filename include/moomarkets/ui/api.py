@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from moomarkets.config.models import DEFAULT_UPSTREAM_TIMEOUT
 from moomarkets.errors import AirflowOpError, ConfigError, NotFoundError
 from moomarkets.services import groups as group_service
 from moomarkets.services import runs as run_service
@@ -84,7 +85,7 @@ class GroupIn(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict, examples=[{"universe": "all_listed"}])
     is_enabled: bool = True
     depends_on: list[str] = Field(default_factory=list, description=DEPENDS_ON_DOC, examples=[["jp_trading_calendar"]])
-    upstream_timeout: str = Field("6h", description=UPSTREAM_TIMEOUT_DOC)
+    upstream_timeout: str = Field(DEFAULT_UPSTREAM_TIMEOUT, description=UPSTREAM_TIMEOUT_DOC)
     alerts: dict[str, Any] = Field(default_factory=dict, description=ALERTS_DOC + "; each key overrides the source's")
 
 
@@ -282,7 +283,7 @@ async def list_groups(ident: Identity = Depends(api_identity)) -> list[dict[str,
 async def get_group(name: str, ident: Identity = Depends(api_identity)) -> dict[str, Any]:
     require_api(ident, "read", name)
     group = await db(views.get_group, name)
-    group["waiting"] = (await db(views.group_dependencies, name))["waiting"]  # runs waiting for an upstream now
+    group["waiting"] = await db(views.waiting_lines, name)  # runs waiting for an upstream now
     group["recent_alerts"] = await db(views.recent_alerts, name)  # the last alerts sent (alerts_sent's columns only)
     return (await run_in_threadpool(_with_dag, [group]))[0]
 

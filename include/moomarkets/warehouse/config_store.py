@@ -9,8 +9,8 @@ from typing import Any
 import psycopg
 
 from moomarkets.config.dependencies import check_dependencies, dependency_order, downstream_of
-from moomarkets.config.models import DataSource, GroupSpec, JobGroup
-from moomarkets.config.validate import DEFAULT_UPSTREAM_TIMEOUT, validate_depends_on, validate_group, validate_source
+from moomarkets.config.models import DEFAULT_UPSTREAM_TIMEOUT, DataSource, GroupSpec, JobGroup
+from moomarkets.config.validate import validate_depends_on, validate_group, validate_source
 from moomarkets.errors import ConfigError, NotFoundError
 
 _SOURCE_FIELDS = ("code", "name", "description", "kind", "conn_id", "is_active", "config", "alerts")

@@ -21,30 +21,34 @@ from typing import Any
 import psycopg
 
 from moomarkets.config.durations import parse_duration
+from moomarkets.config.models import DEFAULT_UPSTREAM_TIMEOUT
 from moomarkets.errors import ConfigError
 from moomarkets.warehouse import runs
 
 WAITING, SATISFIED, TIMED_OUT, ABANDONED = "waiting", "satisfied", "timed_out", "abandoned"
 STALE_MARGIN = timedelta(hours=1)  # a wait older than its limit plus this is no longer current
-DEFAULT_TIMEOUT = "6h"
 REASON_MAX = 200  # characters of an upstream run's error quoted in a wait's reason
 
 
-def first_uncovered_day(conn: psycopg.Connection, upstream: str, days: list[date]) -> date | None:
-    """The first of ``days`` no successful run of ``upstream`` covers, None when all are covered."""
+def uncovered_days(conn: psycopg.Connection, upstream: str, days: list[date]) -> list[date]:
+    """The ``days`` no successful run of ``upstream`` covers, in order (one query)."""
     if not days:
-        return None
-    row = conn.execute(
+        return []
+    return [row["day"] for row in conn.execute(
         """
         SELECT d::date AS day FROM unnest(%s::date[]) AS d
          WHERE NOT EXISTS (SELECT 1 FROM runs r
                             WHERE r.group_name = %s AND r.status = 'success'
                               AND r.covers_from <= d AND d <= r.covers_to)
-         ORDER BY d LIMIT 1
+         ORDER BY d
         """,
         (list(days), upstream),
-    ).fetchone()
-    return None if row is None else row["day"]
+    )]
+
+
+def first_uncovered_day(conn: psycopg.Connection, upstream: str, days: list[date]) -> date | None:
+    """The first of ``days`` no successful run of ``upstream`` covers, None when all are covered."""
+    return next(iter(uncovered_days(conn, upstream, days)), None)
 
 
 def upstream_problem(conn: psycopg.Connection, upstream: str, day: date | None = None) -> str | None:
@@ -145,11 +149,9 @@ def record_timed_out_run(
 ) -> None:
     """The run failed before planning because an upstream did not load in time: a failed run
     record with the reason, so ``record_run``, the group's status and alerts see it like any failure."""
-    run_pk = runs.start_run(
-        conn, group_name=group_name, dag_id=dag_id, run_id=run_id, interval_start=interval_start,
-        interval_end=interval_end, units=[], plan={"upstream_timeout": message}, status="failed", covers=covers,
-    )
-    conn.execute("UPDATE runs SET error = %s, finished_at = now() WHERE id = %s", (message, run_pk))
+    runs.record_closed(conn, group_name=group_name, dag_id=dag_id, run_id=run_id, interval_start=interval_start,
+                       interval_end=interval_end, status="failed", plan={"upstream_timeout": message},
+                       reason=message, covers=covers)
 
 
 def timed_out_messages(conn: psycopg.Connection, dag_id: str, run_id: str) -> list[str]:
@@ -170,9 +172,9 @@ def abandon_waits(conn: psycopg.Connection, dag_id: str, run_id: str) -> int:
 
 def _limit(text: str | None) -> timedelta:
     try:
-        return parse_duration(text or DEFAULT_TIMEOUT, field="upstream_timeout")
+        return parse_duration(text or DEFAULT_UPSTREAM_TIMEOUT, field="upstream_timeout")
     except ConfigError:
-        return parse_duration(DEFAULT_TIMEOUT, field="upstream_timeout")
+        return parse_duration(DEFAULT_UPSTREAM_TIMEOUT, field="upstream_timeout")
 
 
 def current_waits(conn: psycopg.Connection, group_name: str | None = None) -> list[dict[str, Any]]:

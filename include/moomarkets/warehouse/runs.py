@@ -163,9 +163,18 @@ def record_skipped(
     conn: psycopg.Connection, *, group_name: str, dag_id: str, run_id: str, interval_start, interval_end, reason: str
 ) -> None:
     """A run that did not load anything on purpose (group disabled, source inactive), with why."""
+    record_closed(conn, group_name=group_name, dag_id=dag_id, run_id=run_id, interval_start=interval_start,
+                  interval_end=interval_end, status="skipped", plan={"skipped": reason}, reason=reason)
+
+
+def record_closed(
+    conn: psycopg.Connection, *, group_name: str, dag_id: str, run_id: str, interval_start, interval_end,
+    status: str, plan: dict[str, Any], reason: str, covers: tuple[Any, Any] | None = None,
+) -> None:
+    """A run closed before it planned any unit (skipped, or failed waiting), with the reason as its error."""
     run_pk = start_run(
         conn, group_name=group_name, dag_id=dag_id, run_id=run_id, interval_start=interval_start,
-        interval_end=interval_end, units=[], plan={"skipped": reason}, status="skipped",
+        interval_end=interval_end, units=[], plan=plan, status=status, covers=covers,
     )
     conn.execute("UPDATE runs SET error = %s, finished_at = now() WHERE id = %s", (reason, run_pk))
 

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from moomarkets.config.models import DEFAULT_UPSTREAM_TIMEOUT
 from moomarkets.config.validate import next_runs
 from moomarkets.errors import AirflowOpError, MooMarketsError, NotFoundError
 from moomarkets.services import groups, runs, verify, views
@@ -96,7 +97,8 @@ async def groups_page(request: Request, ident: Identity = Depends(page_identity)
 
 @router.get("/groups/new", name="group_new", response_class=HTMLResponse)
 async def group_new(request: Request, ident: Identity = Depends(page_requires("edit"))) -> HTMLResponse:
-    values = {"timezone": "UTC", "is_enabled": True, "parameters": "{}", "depends_on": [], "upstream_timeout": "6h"}
+    values = {"timezone": "UTC", "is_enabled": True, "parameters": "{}", "depends_on": [],
+              "upstream_timeout": DEFAULT_UPSTREAM_TIMEOUT}
     return await _form_page(request, ident, values, {})
 
 
